@@ -1,0 +1,188 @@
+"""An in-memory index of one folder's task files, so the next task is found without
+parsing the whole folder on every call (0.1.0 parsed every file on every poll).
+
+Each file is parsed once per (name, inode): every write in this protocol makes
+a new inode, so a changed inode means changed content. Files that fail to parse
+are remembered with their error and re-examined only when their mtime changes;
+once older than the grace period they are handed back as `expired_bad` for
+quarantine, so a slow writer is never cut off mid-write.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import stat
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import DropSiteError
+from .store import BadFile, TaskStore, parse_temp_name
+from .task import Task
+
+
+@dataclass(slots=True)
+class Entry:
+    """What routing needs to know of one task file, kept from its single parse."""
+
+    name: str
+    inode: int
+    task_id: str
+    key: tuple  # (priority, created_at, id): the queue order of 0.1.0
+    assigned_to: str | None
+    tags: frozenset
+    not_before: float | None
+    depends_on: tuple
+
+
+@dataclass(slots=True)
+class Bad:
+    name: str
+    inode: int
+    mtime: float
+    reason: str
+
+
+def routable(entry_assigned: str | None, entry_tags: frozenset, agent: str | None,
+             tags: frozenset | None) -> bool:
+    """0.1.0's routing: never another agent's task; a tag filter needs one shared tag.
+
+    A task assigned to this agent by name is always taken, tags or not.
+    """
+    if entry_assigned is not None and agent is not None:
+        return entry_assigned == agent
+    if entry_assigned is not None:
+        return False
+    return not tags or bool(tags & entry_tags)
+
+
+class FolderIndex:
+    """Index of one folder (normally inbox/) of a TaskStore."""
+
+    def __init__(self, store: TaskStore, folder: str = "inbox", grace: float = 30.0,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.folder = folder
+        self.grace = grace
+        self.clock = clock
+        self.entries: dict[str, Entry] = {}
+        self.bad: dict[str, Bad] = {}
+        self._order: list[tuple[tuple, str]] = []
+        self._dead_in_order = 0
+
+    # -- keeping in step with the folder ------------------------------------
+    def refresh(self) -> list[Bad]:
+        """Rescan the folder; returns the bad entries whose grace period is over."""
+        seen: set[str] = set()
+        for dirent in self.store.entries(self.folder):
+            seen.add(dirent.name)
+            self._observe(dirent.name, dirent)
+        for name in [n for n in self.entries if n not in seen]:
+            self.discard(name)
+        for name in [n for n in self.bad if n not in seen]:
+            del self.bad[name]
+        return self.expired_bad()
+
+    def observe(self, name: str) -> None:
+        """Look at one name (a file-system event hint) without rescanning the folder."""
+        path = self.store.folder(self.folder) / name
+        try:
+            os.lstat(path)
+        except FileNotFoundError:
+            self.discard(name)
+            self.bad.pop(name, None)
+            return
+        self._observe(name, None)
+
+    def _observe(self, name: str, dirent: os.DirEntry | None) -> None:
+        if parse_temp_name(name):
+            return  # a move in progress; store.recover_temp_files owns these
+        try:
+            inode = dirent.inode() if dirent is not None else os.lstat(self._path(name)).st_ino
+        except FileNotFoundError:
+            return
+        known = self.entries.get(name)
+        if known is not None and known.inode == inode:
+            return
+        if known is not None:
+            self.discard(name)
+        self._parse(name, inode)
+
+    def _path(self, name: str) -> Path:
+        return self.store.folder(self.folder) / name
+
+    def _parse(self, name: str, inode: int) -> None:
+        path = self._path(name)
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            return
+        bad = self.bad.get(name)
+        if bad is not None and bad.inode == inode and bad.mtime == info.st_mtime:
+            return
+        reason = None
+        task = None
+        if not name.endswith(".json") or name.startswith("."):
+            reason = "not a task file name (<task id>.json)"
+        elif not stat.S_ISREG(info.st_mode):
+            reason = "symbolic link (never followed)" if stat.S_ISLNK(info.st_mode) else "not a regular file"
+        else:
+            try:
+                task = self.store.load(path)
+            except FileNotFoundError:
+                return
+            except (BadFile, DropSiteError) as exc:
+                reason = getattr(exc, "reason", str(exc))
+        if reason is not None:
+            self.bad[name] = Bad(name, inode, info.st_mtime, reason)
+            return
+        self.bad.pop(name, None)
+        self.add(name, inode, task)
+
+    def add(self, name: str, inode: int, task: Task) -> None:
+        entry = Entry(name, inode, task.id, (task.priority, task.created_at, task.id),
+                      task.assigned_to, frozenset(task.tags), task.not_before,
+                      tuple(task.depends_on))
+        self.entries[name] = entry
+        bisect.insort(self._order, (entry.key, name))
+
+    def discard(self, name: str) -> None:
+        if self.entries.pop(name, None) is not None:
+            self._dead_in_order += 1
+            if self._dead_in_order > 1024 and self._dead_in_order > len(self._order) // 2:
+                self._order = [item for item in self._order if item[1] in self.entries]
+                self._dead_in_order = 0
+
+    def expired_bad(self) -> list[Bad]:
+        now = self.clock()
+        return [b for b in self.bad.values() if now - b.mtime >= self.grace]
+
+    # -- choosing -----------------------------------------------------------
+    def ordered(self) -> Iterator[Entry]:
+        """Live entries in queue order: priority (1 first), then creation time."""
+        yielded: set[str] = set()
+        for key, name in list(self._order):
+            entry = self.entries.get(name)
+            if entry is not None and entry.key == key and name not in yielded:
+                yielded.add(name)
+                yield entry
+
+    def candidates(self, agent: str | None, tags: frozenset | None,
+                   now: float | None = None) -> Iterator[Entry]:
+        """Entries this agent may take now, best first."""
+        now = self.clock() if now is None else now
+        for entry in self.ordered():
+            if entry.not_before is not None and entry.not_before > now:
+                continue
+            if routable(entry.assigned_to, entry.tags, agent, tags):
+                yield entry
+
+    def next_ready_time(self) -> float | None:
+        """The earliest not-before time among waiting entries, for sleeping precisely."""
+        times = [e.not_before for e in self.entries.values() if e.not_before]
+        return min(times) if times else None
+
+    def __len__(self) -> int:
+        return len(self.entries)
