@@ -1,5 +1,347 @@
-"""Placeholder until its verbs land."""
+"""Verbs on tasks: 0.1.0's (drop, inbox, list, feedback) and what a human agent needs
+at a terminal (show, claim, complete, fail, block, unblock, retry, release)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import click
+
+from ..protocol import DropSite, TaskBuilder, TaskNotFound
+from ..protocol.holder import Holder
+from ..protocol.names import check_agent_name, check_task_id
+from ..protocol.store import TASK_FOLDERS
+from ..protocol.task import Task
+from .common import (
+    TASK_HEADERS,
+    emit_json,
+    fail,
+    json_option,
+    open_workspace,
+    parse_json_object,
+    short_time,
+    table,
+    task_row,
+    workspace_command,
+)
+from .show import render_task
 
 
-def register(group):
-    """Add this module's commands to the main group."""
+def register(group: click.Group) -> None:
+    for make in (_drop, _inbox, _list, _show, _feedback, _claim, _complete, _fail,
+                 _block, _unblock, _retry, _release):
+        make(group)
+
+
+def _drop(group: click.Group) -> None:
+    @workspace_command(group, "drop")
+    @click.option("--from", "from_agent", required=True, help="Who creates the task.")
+    @click.option("--to", "to_agent", default=None, help="Assign it to this agent only.")
+    @click.option("--title", required=True)
+    @click.option("--type", "task_type", default="general", show_default=True,
+                  help="Becomes a tag, as in 0.1.0.")
+    @click.option("--tag", "tags", multiple=True, help="Another tag (repeatable).")
+    @click.option("--payload", default="{}", help="JSON object: the task's context.")
+    @click.option("--description", default="")
+    @click.option("--priority", type=int, default=5, show_default=True, help="1 is highest.")
+    @click.option("--parent", default=None, help="Id of the task this one was chained from.")
+    @click.option("--depends-on", "depends", multiple=True, help="Not before this task is done (repeatable).")
+    @click.option("--delay", type=float, default=0.0, help="Seconds before it may be handed out.")
+    @click.option("--max-retries", type=int, default=3, show_default=True)
+    @click.option("--id", "task_id", default=None, help="Choose the id (default: a new time-ordered one).")
+    @click.option("-q", "--quiet", is_flag=True, help="Print only the task id (for scripts).")
+    @json_option
+    def drop(workspace: Path, from_agent: str, to_agent: str | None, title: str, task_type: str,
+             tags: tuple, payload: str, description: str, priority: int, parent: str | None,
+             depends: tuple, delay: float, max_retries: int, task_id: str | None, quiet: bool,
+             as_json: bool) -> None:
+        """Drop a task into WORKSPACE/inbox/.
+
+        \b
+        Example:
+          dropsited drop ./workspace --from larry --title "Build auth API" \\
+              --type code --payload '{"lang": "python"}'
+        """
+        context = parse_json_object(payload, "--payload")
+        ds = open_workspace(workspace)
+        builder = (TaskBuilder(title, from_agent).describe(description).priority(priority)
+                   .context(context).tag(task_type, *tags).max_retries(max_retries).delay(delay))
+        if to_agent:
+            builder.assign(to_agent)
+        if parent:
+            builder.parent(parent)
+        if depends:
+            builder.depends_on(*depends)
+        if task_id:
+            builder.with_id(task_id)
+        task = builder.build()
+        ds.submit(task)
+        if as_json:
+            emit_json(task.to_dict())
+        elif quiet:
+            click.echo(task.id)
+        else:
+            click.echo(f"Task dropped: {task.id}")
+
+
+def _inbox(group: click.Group) -> None:
+    @workspace_command(group, "inbox")
+    @click.option("--agent", default=None, help="Only tasks this agent may take.")
+    @json_option
+    def inbox(workspace: Path, agent: str | None, as_json: bool) -> None:
+        """List the inbox, best first (priority, then age).
+
+        \b
+        Example:
+          dropsited inbox ./workspace --agent coder
+        """
+        _print_tasks(open_workspace(workspace).list_tasks("inbox", agent=agent), as_json, "inbox")
+
+
+def _list(group: click.Group) -> None:
+    @workspace_command(group, "list")
+    @click.argument("folder", type=click.Choice(list(TASK_FOLDERS) + ["quarantine"]))
+    @click.option("--agent", default=None)
+    @click.option("--tag", "tags", multiple=True)
+    @json_option
+    def list_(workspace: Path, folder: str, agent: str | None, tags: tuple, as_json: bool) -> None:
+        """List the tasks in one folder (or the quarantined files with their reasons).
+
+        \b
+        Example:
+          dropsited list ./workspace done
+          dropsited list ./workspace quarantine
+        """
+        ds = open_workspace(workspace)
+        if folder == "quarantine":
+            _print_quarantine(ds, as_json)
+            return
+        _print_tasks(ds.list_tasks(folder, agent=agent, tags=list(tags) or None), as_json, folder)
+
+
+def _print_tasks(tasks: list[Task], as_json: bool, folder: str) -> None:
+    if as_json:
+        emit_json([t.to_dict() for t in tasks])
+    elif not tasks:
+        click.echo(f"({folder}/ is empty)")
+    else:
+        click.echo(table((task_row(t) for t in tasks), TASK_HEADERS))
+
+
+def _print_quarantine(ds: DropSite, as_json: bool) -> None:
+    records = ds.quarantined()
+    if as_json:
+        emit_json(records)
+    elif not records:
+        click.echo("(quarantine/ is empty)")
+    else:
+        rows = ([r.get("file", "?"), r.get("quarantined_as", "?"), short_time(r.get("at")),
+                 r.get("error", "?")] for r in records)
+        click.echo(table(rows, ("file", "kept as", "at", "reason")))
+
+
+def _show(group: click.Group) -> None:
+    @workspace_command(group, "show")
+    @click.argument("task_id")
+    @json_option
+    def show(workspace: Path, task_id: str, as_json: bool) -> None:
+        """Show one task, its folder and its history as a timeline.
+
+        TASK_ID may also be the name of a quarantined file.
+
+        \b
+        Example:
+          dropsited show ./workspace 01a21a2512910000575de281af1abee8
+        """
+        ds = open_workspace(workspace)
+        found = ds.locate(task_id) if _is_id(task_id) else None
+        if found is None:
+            record = next((r for r in ds.quarantined() if task_id in
+                           (r.get("quarantined_as"), Path(str(r.get("file"))).name)), None)
+            if record is None:
+                raise TaskNotFound(f"no task {task_id} in {workspace}")
+            emit_json(record) if as_json else click.echo(
+                f"{record.get('file')}: quarantined as quarantine/{record.get('quarantined_as')}"
+                f" at {short_time(record.get('at'))}\n  reason: {record.get('error')}")
+            return
+        task = ds.store.load(found.path)
+        if as_json:
+            emit_json({"folder": found.folder, "task": task.to_dict()})
+        else:
+            click.echo(render_task(ds, task, found.folder))
+
+
+def _is_id(value: str) -> bool:
+    try:
+        check_task_id(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _feedback(group: click.Group) -> None:
+    @workspace_command(group, "feedback")
+    @click.argument("task_id")
+    @click.argument("response")
+    @click.option("--json-response", is_flag=True, help="Parse RESPONSE as JSON.")
+    def feedback(workspace: Path, task_id: str, response: str, json_response: bool) -> None:
+        """Answer a task waiting in feedback/; it goes back to the inbox with the answer.
+
+        \b
+        Example:
+          dropsited feedback ./workspace 01a2...e8 "approved, send it"
+        """
+        answer = json.loads(response) if json_response else response
+        open_workspace(workspace).respond_feedback(task_id, answer)
+        click.echo(f"Feedback submitted for {task_id}")
+
+
+def _claim(group: click.Group) -> None:
+    @workspace_command(group, "claim")
+    @click.argument("task_id", required=False)
+    @click.option("--agent", default=lambda: os.environ.get("DROPSITE_AGENT") or "human",
+                  show_default="$DROPSITE_AGENT or human")
+    @click.option("--tag", "tags", multiple=True, help="With no TASK_ID: only tasks with one of these tags.")
+    @click.option("--pid", type=int, default=None,
+                  help="Process that holds the claim (default: the calling shell). "
+                       "When it exits, the task is reaped back to the inbox.")
+    @json_option
+    def claim(workspace: Path, task_id: str | None, agent: str, tags: tuple, pid: int | None,
+              as_json: bool) -> None:
+        """Claim a task by id, or the best one this agent may take, on behalf of your shell.
+
+        \b
+        Example:
+          dropsited claim ./workspace --agent human
+          dropsited claim ./workspace 01a2...e8 --agent human
+        """
+        ds = open_workspace(workspace)
+        holder_pid = pid if pid is not None else os.getppid()
+        task = _claim_for(ds, check_agent_name(agent), task_id, list(tags) or None, holder_pid)
+        if task is None:
+            fail("nothing to claim" if task_id is None else f"task {task_id} is not in inbox/ (taken?)", 1)
+        if as_json:
+            emit_json(task.to_dict())
+        else:
+            click.echo(render_task(ds, task, "active"))
+
+
+def _claim_for(ds: DropSite, agent: str, task_id: str | None, tags: list | None,
+               holder_pid: int) -> Task | None:
+    """Claim under the holder `holder_pid`, which outlives this short CLI process."""
+    if task_id is not None:
+        ids = [check_task_id(task_id)]
+    else:
+        index = ds.inbox_index()
+        index.refresh()
+        ids = [e.task_id for e in index.candidates(agent, frozenset(tags) if tags else None)]
+    for tid in ids:
+        holder = Holder.current(agent, pid=holder_pid)
+        path = ds.store.claim(ds.workspace / "inbox" / f"{tid}.json", tid, holder)
+        if path is not None:
+            return ds.store.load(path)
+    return None
+
+
+def _held(ds: DropSite, task_id: str) -> Task:
+    found = ds.locate(task_id)
+    if found is None:
+        raise TaskNotFound(f"no task {task_id} in {ds.workspace}")
+    if found.folder != "active":
+        raise TaskNotFound(f"task {task_id} is in {found.folder}/, not active/ (claim it first)")
+    return ds.store.load(found.path)
+
+
+def _complete(group: click.Group) -> None:
+    @workspace_command(group, "complete")
+    @click.argument("task_id")
+    @click.option("--result", default="{}", help="JSON object recorded as the task's result.")
+    def complete(workspace: Path, task_id: str, result: str) -> None:
+        """Complete a task in active/ (active -> done) with a result.
+
+        \b
+        Example:
+          dropsited complete ./workspace 01a2...e8 --result '{"approved": true}'
+        """
+        value = parse_json_object(result, "--result")
+        ds = open_workspace(workspace)
+        ds.complete(_held(ds, task_id), value)
+        click.echo(f"Task {task_id} done")
+
+
+def _fail(group: click.Group) -> None:
+    @workspace_command(group, "fail")
+    @click.argument("task_id")
+    @click.option("--error", required=True, help="Why the attempt failed.")
+    def fail_(workspace: Path, task_id: str, error: str) -> None:
+        """Record a failed attempt: back to the inbox after a backoff, or failed/ when out of retries.
+
+        \b
+        Example:
+          dropsited fail ./workspace 01a2...e8 --error "API returned 500"
+        """
+        ds = open_workspace(workspace)
+        where = ds.fail(_held(ds, task_id), error)
+        click.echo(f"Task {task_id} -> {where}/")
+
+
+def _block(group: click.Group) -> None:
+    @workspace_command(group, "block")
+    @click.argument("task_id")
+    @click.option("--reason", required=True)
+    def block(workspace: Path, task_id: str, reason: str) -> None:
+        """Move a task in active/ to blocked/ with a reason.
+
+        \b
+        Example:
+          dropsited block ./workspace 01a2...e8 --reason "waiting for API keys"
+        """
+        ds = open_workspace(workspace)
+        ds.block(_held(ds, task_id), reason)
+        click.echo(f"Task {task_id} blocked")
+
+
+def _unblock(group: click.Group) -> None:
+    @workspace_command(group, "unblock")
+    @click.argument("task_id")
+    @click.option("--note", default=None, help="Recorded in the history entry.")
+    def unblock(workspace: Path, task_id: str, note: str | None) -> None:
+        """Move a blocked task back to the inbox.
+
+        \b
+        Example:
+          dropsited unblock ./workspace 01a2...e8 --note "keys added"
+        """
+        open_workspace(workspace).unblock(task_id, note)
+        click.echo(f"Task {task_id} back in inbox/")
+
+
+def _retry(group: click.Group) -> None:
+    @workspace_command(group, "retry")
+    @click.argument("task_id")
+    def retry(workspace: Path, task_id: str) -> None:
+        """Move a failed task back to the inbox with its attempts reset.
+
+        \b
+        Example:
+          dropsited retry ./workspace 01a2...e8
+        """
+        open_workspace(workspace).retry(task_id)
+        click.echo(f"Task {task_id} back in inbox/ (attempts reset)")
+
+
+def _release(group: click.Group) -> None:
+    @workspace_command(group, "release")
+    @click.argument("task_id")
+    def release(workspace: Path, task_id: str) -> None:
+        """Give a task in active/ back to the inbox without using an attempt.
+
+        \b
+        Example:
+          dropsited release ./workspace 01a2...e8
+        """
+        ds = open_workspace(workspace)
+        ds.release(_held(ds, task_id), "released from the command line")
+        click.echo(f"Task {task_id} back in inbox/")

@@ -1,0 +1,148 @@
+"""What every verb shares: finding the workspace, one-line errors, tables and --json."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..protocol import DropSite, DropSiteError, InvalidName, NotAWorkspace, TaskNotFound
+from ..protocol.errors import InvalidTask
+from ..protocol.task import Task, parse_iso
+
+ENV_WORKSPACE = "DROPSITE_WORKSPACE"
+EXIT_USAGE = 2
+EXIT_FAILURE = 1
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> None:
+    """Print one line to stderr and exit: the only way a verb reports an error."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def handle_errors(func: Callable) -> Callable:
+    """Turn library exceptions into one-line errors and exit codes, never tracebacks."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except (InvalidName, InvalidTask, NotAWorkspace) as exc:
+            fail(str(exc), EXIT_USAGE)
+        except TaskNotFound as exc:
+            fail(str(exc), EXIT_FAILURE)
+        except DropSiteError as exc:
+            fail(str(exc), EXIT_FAILURE)
+        except OSError as exc:
+            fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "), EXIT_FAILURE)
+
+    return wrapper
+
+
+class WorkspaceCommand(click.Command):
+    """A command whose first positional argument, the workspace, may come from $DROPSITE_WORKSPACE.
+
+    When the variable is set and one positional argument is missing, it is
+    taken as the workspace, so `dropsited list done` works like
+    `dropsited list "$DROPSITE_WORKSPACE" done`.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        env = os.environ.get(ENV_WORKSPACE)
+        if env and not any(a in ("-h", "--help") for a in args):
+            wanted = [p for p in self.params if isinstance(p, click.Argument) and p.required]
+            if _count_positionals(self, args) == len(wanted) - 1:
+                args = [env, *args]
+        return super().parse_args(ctx, args)
+
+
+def _count_positionals(command: click.Command, args: Sequence[str]) -> int:
+    takes_value = set()
+    for param in command.params:
+        if isinstance(param, click.Option) and not param.is_flag and not param.count:
+            takes_value.update(param.opts)
+    count, skip = 0, False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == "--":
+            continue
+        elif arg.startswith("-") and arg != "-":
+            skip = arg in takes_value
+        else:
+            count += 1
+    return count
+
+
+def workspace_command(group: click.Group, name: str, **kwargs: Any) -> Callable:
+    """Register a verb whose first argument is WORKSPACE (or $DROPSITE_WORKSPACE)."""
+
+    def decorator(func: Callable) -> click.Command:
+        func = handle_errors(func)
+        func = click.argument("workspace", type=click.Path(file_okay=False, path_type=Path))(func)
+        return group.command(name, cls=WorkspaceCommand, **kwargs)(func)
+
+    return decorator
+
+
+def open_workspace(path: Path, durable: bool = True) -> DropSite:
+    """Open an existing workspace; never creates one (only `init` does)."""
+    if not path.exists():
+        raise NotAWorkspace(f"{path}: no such directory; create a workspace with: dropsited init {path}")
+    return DropSite(path, durable=durable, create=False)
+
+
+def parse_json_object(text: str, option: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        fail(f"{option}: not valid JSON ({exc.msg} at column {exc.colno}); nothing was written")
+    if not isinstance(value, dict):
+        fail(f"{option}: expected a JSON object, got {type(value).__name__}; nothing was written")
+    return value
+
+
+def json_option(func: Callable) -> Callable:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(func)
+
+
+def emit_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, default=str, ensure_ascii=False))
+
+
+def table(rows: Iterable[Sequence[Any]], headers: Sequence[str]) -> str:
+    rows = [[str(c) for c in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=False)]
+    lines = ["  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)).rstrip() for row in rows]
+    return "\n".join(lines)
+
+
+def short_time(iso: str | None) -> str:
+    moment = parse_iso(iso) if iso else None
+    if moment is None:
+        return str(iso or "")
+    return datetime.fromtimestamp(moment).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def clip(text: str, width: int = 40) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def task_row(task: Task) -> list[str]:
+    return [task.id, f"P{task.priority}", clip(task.title), task.assigned_to or "-",
+            ",".join(task.tags) or "-", task.status, short_time(task.updated_at)]
+
+
+TASK_HEADERS = ("id", "pri", "title", "assigned", "tags", "status", "updated")

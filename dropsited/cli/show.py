@@ -1,0 +1,86 @@
+"""How `show` renders a task: a header, its chain (parents, children, dependencies), a timeline."""
+
+from __future__ import annotations
+
+import json
+
+from ..protocol import DropSite
+from ..protocol.store import TASK_FOLDERS
+from ..protocol.task import Task
+from .common import clip, short_time
+
+_SKIP = {"status", "at"}
+
+
+def render_task(ds: DropSite, task: Task, folder: str) -> str:
+    lines = [
+        f"{task.id}  {task.title}",
+        f"  folder    {folder}/   status {task.status}   priority {task.priority}"
+        f"   attempts {task.retry_count}/{task.max_retries}",
+        f"  from      {task.created_by}   assigned {task.assigned_to or '-'}"
+        f"   tags {','.join(task.tags) or '-'}",
+    ]
+    if task.holder is not None:
+        h = task.holder
+        lines.append(f"  held by   {h.agent} (pid {h.pid} on {h.host}) since {short_time_ms(h.claimed_ms)}")
+    if task.description:
+        lines.append(f"  about     {clip(task.description, 100)}")
+    context = {k: v for k, v in task.context.items()}
+    if context:
+        lines.append(f"  context   {clip(json.dumps(context, ensure_ascii=False), 160)}")
+    if task.result is not None:
+        lines.append(f"  result    {clip(json.dumps(task.result, ensure_ascii=False), 160)}")
+    lines += render_chain(ds, task)
+    lines.append("history")
+    for entry in task.history:
+        details = " ".join(f"{k}={_fmt(v)}" for k, v in entry.items() if k not in _SKIP)
+        lines.append(f"  {short_time(entry.get('at'))}  {entry.get('status', '?'):<9} {details}".rstrip())
+    return "\n".join(lines)
+
+
+def render_chain(ds: DropSite, task: Task) -> list[str]:
+    """Parents up the chain, dependencies and children, as a small tree."""
+    lines: list[str] = []
+    parents, seen, current = [], {task.id}, task.parent_id
+    while current and current not in seen and len(parents) < 20:
+        seen.add(current)
+        parent = ds.get_task(current)
+        parents.append((current, parent))
+        current = parent.parent_id if parent else None
+    children = _children(ds, task.id)
+    deps = task.depends_on
+    if not (parents or children or deps):
+        return lines
+    lines.append("chain")
+    for depth, (pid, parent) in enumerate(reversed(parents)):
+        lines.append(f"  {'  ' * depth}{_label(ds, pid, parent)}")
+    indent = "  " * len(parents)
+    lines.append(f"  {indent}{'└─ ' if parents else ''}{task.id} (this task)")
+    for dep in deps:
+        lines.append(f"  {indent}   needs {_label(ds, dep, ds.get_task(dep))}")
+    for child in children:
+        lines.append(f"  {indent}   └─ {_label(ds, child.id, child)}")
+    return lines
+
+
+def _children(ds: DropSite, task_id: str) -> list[Task]:
+    kids = []
+    for folder in TASK_FOLDERS:
+        kids += [t for t in ds.list_tasks(folder) if t.parent_id == task_id]
+    return kids
+
+
+def _label(ds: DropSite, task_id: str, task: Task | None) -> str:
+    if task is None:
+        return f"{task_id} (not found)"
+    where = ds.locate(task_id)
+    return f"{task_id} {clip(task.title, 40)!r} [{where.folder if where else '?'}]"
+
+
+def short_time_ms(ms: int) -> str:
+    from datetime import datetime
+    return datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _fmt(value: object) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
