@@ -1,5 +1,7 @@
 """The agent state table: every documented edge is allowed, everything else refused."""
 
+from pathlib import Path
+
 import pytest
 
 from dropsited.daemon.states import (
@@ -63,7 +65,7 @@ def test_no_self_loops():
 def test_every_edge_is_commented_in_the_source():
     import dropsited.daemon.states as mod
 
-    source = open(mod.__file__).read()
+    source = Path(mod.__file__).read_text()
     for old, new in ALLOWED:
         assert f"# {old.name} -> {new.name}" in source
 
@@ -73,7 +75,7 @@ def test_module_imports_only_enum():
 
     import dropsited.daemon.states as mod
 
-    tree = ast.parse(open(mod.__file__).read())
+    tree = ast.parse(Path(mod.__file__).read_text())
     imported = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
