@@ -98,14 +98,18 @@ class DropSite:
         except FileNotFoundError:
             return None
 
-    def claim_next(self, agent_name: str, tags: list[str] | None = None) -> Task | None:
+    def claim_next(self, agent_name: str, tags: list[str] | None = None,
+                   refresh: bool = True) -> Task | None:
         """The best task this agent may take now, claimed; None when there is none.
 
         Order and routing are 0.1.0's (assigned_to, tags, priority, creation
-        time); not-before times and dependencies are honoured.
+        time); not-before times and dependencies are honoured. `refresh=False`
+        trusts the index as it is (the daemon keeps it current from file-system
+        events instead of rescanning the folder for every claim).
         """
         index = self.inbox_index()
-        self._quarantine_expired(index.refresh())
+        if refresh:
+            self._quarantine_expired(index.refresh())
         wanted = frozenset(tags) if tags else None
         for entry in list(index.candidates(agent_name, wanted, self.clock())):
             if entry.depends_on and not self._dependencies_ready(entry.task_id, entry.depends_on):
