@@ -107,11 +107,26 @@ class DropSite:
         trusts the index as it is (the daemon keeps it current from file-system
         events instead of rescanning the folder for every claim).
         """
+        check_agent_name(agent_name)
         index = self.inbox_index()
-        if refresh:
-            self._quarantine_expired(index.refresh())
         wanted = frozenset(tags) if tags else None
-        for entry in list(index.candidates(agent_name, wanted, self.clock())):
+        scanned = False
+        if refresh and index.refresh_due():
+            self._quarantine_expired(index.refresh())
+            scanned = True
+        task = self._claim_first(index, agent_name, wanted)
+        if task is None and refresh and not scanned:
+            # Rescanning the folder costs a pass over every name in it, so it is
+            # done when the index has nothing left for us (or once a second, via
+            # refresh_due), not on every call: 0.1.0's AgentLoop likewise saw
+            # new tasks only at its next listing.
+            self._quarantine_expired(index.refresh())
+            task = self._claim_first(index, agent_name, wanted)
+        return task
+
+    def _claim_first(self, index: FolderIndex, agent_name: str,
+                     wanted: frozenset | None) -> Task | None:
+        for entry in index.candidates(agent_name, wanted, self.clock()):
             if entry.depends_on and not self._dependencies_ready(entry.task_id, entry.depends_on):
                 continue
             task = self.claim(agent_name, entry.task_id)
@@ -163,24 +178,28 @@ class DropSite:
         task.log("done")
         self._leave_active(task, "done")
 
-    def fail(self, task: Task, error: str, *, tempfail: bool = False) -> str:
+    def fail(self, task: Task, error: str, *, tempfail: bool = False,
+             details: dict | None = None) -> str:
         """Record a failed attempt: back to inbox/ after a backoff, or failed/ when out of retries.
 
         `tempfail=True` (an agent's exit 75) requeues without using an attempt.
+        `details` (exit status, stderr tail) go into the history entry.
         Returns the folder the task went to.
         """
+        extra = dict(details or {})
         self._restore_assignment(task)
         if tempfail:
             waits = sum(1 for e in task.history if e.get("tempfail"))
-            task.log("inbox", tempfail=True, error=error,
+            task.log("inbox", tempfail=True, error=error, **extra,
                      not_before=self._later(retry_delay(waits + 1, self.rand(), self.retry_base, self.retry_cap)))
             return self._leave_active(task, "inbox")
         task.retry_count += 1
         if task.retry_count <= task.max_retries:
             delay = retry_delay(task.retry_count, self.rand(), self.retry_base, self.retry_cap)
-            task.log("retry", error=error, attempt=task.retry_count, not_before=self._later(delay))
+            task.log("retry", error=error, attempt=task.retry_count,
+                     not_before=self._later(delay), **extra)
             return self._leave_active(task, "inbox")
-        task.log("failed", error=error)
+        task.log("failed", error=error, **extra)
         return self._leave_active(task, "failed")
 
     def release(self, task: Task, reason: str = "released") -> None:
