@@ -35,6 +35,7 @@ class Entry:
     tags: frozenset
     not_before: float | None
     depends_on: tuple
+    serial: int = 0  # which item of the order list is this entry's (older ones are dead)
 
 
 @dataclass(slots=True)
@@ -69,12 +70,20 @@ class FolderIndex:
         self.clock = clock
         self.entries: dict[str, Entry] = {}
         self.bad: dict[str, Bad] = {}
-        self._order: list[tuple[tuple, str]] = []
+        # (key, serial, name), sorted; items whose serial is not their entry's are
+        # dead. Everything before _start is dead, so walking the queue does not
+        # re-skip the tasks already claimed from its head.
+        self._order: list[tuple[tuple, int, str]] = []
+        self._start = 0
+        self._serial = 0
         self._dead_in_order = 0
+        self.refresh_interval = 1.0
+        self.last_refresh: float | None = None  # time.monotonic() of the last full scan
 
     # -- keeping in step with the folder ------------------------------------
     def refresh(self) -> list[Bad]:
         """Rescan the folder; returns the bad entries whose grace period is over."""
+        self.last_refresh = time.monotonic()
         seen: set[str] = set()
         for dirent in self.store.entries(self.folder):
             seen.add(dirent.name)
@@ -83,7 +92,13 @@ class FolderIndex:
             self.discard(name)
         for name in [n for n in self.bad if n not in seen]:
             del self.bad[name]
+        self._compact()
         return self.expired_bad()
+
+    def refresh_due(self) -> bool:
+        """Never scanned, or last scanned more than `refresh_interval` seconds ago."""
+        return (self.last_refresh is None
+                or time.monotonic() - self.last_refresh >= self.refresh_interval)
 
     def observe(self, name: str) -> None:
         """Look at one name (a file-system event hint) without rescanning the folder."""
@@ -142,18 +157,36 @@ class FolderIndex:
         self.add(name, inode, task)
 
     def add(self, name: str, inode: int, task: Task) -> None:
+        self.discard(name)
+        self._serial += 1
         entry = Entry(name, inode, task.id, (task.priority, task.created_at, task.id),
                       task.assigned_to, frozenset(task.tags), task.not_before,
-                      tuple(task.depends_on))
+                      tuple(task.depends_on), self._serial)
         self.entries[name] = entry
-        bisect.insort(self._order, (entry.key, name))
+        item = (entry.key, entry.serial, name)
+        pos = bisect.bisect_right(self._order, item, lo=self._start)
+        if pos == self._start and self._start > 0:
+            self._start -= 1  # reuse the dead slot just before the live part
+            self._order[self._start] = item
+            self._dead_in_order -= 1
+        else:
+            self._order.insert(pos, item)
 
     def discard(self, name: str) -> None:
+        """Forget one entry. Its order item stays (dead) until the next compaction,
+        so a walk of `ordered()` in progress is never disturbed."""
         if self.entries.pop(name, None) is not None:
             self._dead_in_order += 1
-            if self._dead_in_order > 1024 and self._dead_in_order > len(self._order) // 2:
-                self._order = [item for item in self._order if item[1] in self.entries]
-                self._dead_in_order = 0
+
+    def _compact(self) -> None:
+        if self._dead_in_order > 1024 and self._dead_in_order > len(self._order) // 2:
+            self._order = [item for item in self._order[self._start:] if self._live(item)]
+            self._start = 0
+            self._dead_in_order = 0
+
+    def _live(self, item: tuple[tuple, int, str]) -> bool:
+        entry = self.entries.get(item[2])
+        return entry is not None and entry.serial == item[1]
 
     def expired_bad(self) -> list[Bad]:
         now = self.clock()
@@ -161,12 +194,22 @@ class FolderIndex:
 
     # -- choosing -----------------------------------------------------------
     def ordered(self) -> Iterator[Entry]:
-        """Live entries in queue order: priority (1 first), then creation time."""
-        yielded: set[str] = set()
-        for key, name in list(self._order):
-            entry = self.entries.get(name)
-            if entry is not None and entry.key == key and name not in yielded:
-                yielded.add(name)
+        """Live entries in queue order: priority (1 first), then creation time.
+
+        Lazy and copy-free: claiming the head of a 20,000-task queue must not
+        cost a pass over the whole queue. Entries may be discarded while this
+        is walked; adding entries during a walk is not supported.
+        """
+        order, entries = self._order, self.entries
+        i = self._start
+        while i < len(order) and not self._live(order[i]):
+            i += 1
+        self._start = i
+        while i < len(order):
+            _key, serial, name = order[i]
+            i += 1
+            entry = entries.get(name)
+            if entry is not None and entry.serial == serial:
                 yield entry
 
     def candidates(self, agent: str | None, tags: frozenset | None,

@@ -70,9 +70,16 @@ class Located:
     holder: Holder | None = None
 
 
+_temp_tag: tuple[int, str] | None = None
+
+
 def _my_temp_tag() -> str:
+    """host~pid~start of this process, read from /proc once per process (not per move)."""
+    global _temp_tag
     pid = os.getpid()
-    return SEP.join((this_host(), str(pid), str(process_start(pid) or 0)))
+    if _temp_tag is None or _temp_tag[0] != pid:  # first call, or a forked child
+        _temp_tag = (pid, SEP.join((this_host(), str(pid), str(process_start(pid) or 0))))
+    return _temp_tag[1]
 
 
 def temp_name(task_id: str) -> str:
@@ -92,7 +99,7 @@ def parse_temp_name(name: str) -> tuple[str, str, int, int] | None:
         return None
 
 
-def read_bytes(path: Path, max_bytes: int) -> bytes:
+def read_bytes(path: Path | str, max_bytes: int) -> bytes:
     """Read a regular file without following links, blocking on FIFOs or reading huge files."""
     try:
         fd = os.open(path, _OPEN_READ)
@@ -122,7 +129,7 @@ def read_bytes(path: Path, max_bytes: int) -> bytes:
         os.close(fd)
 
 
-def fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path | str) -> None:
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
         os.fsync(fd)
@@ -130,7 +137,7 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_file(path: Path, data: bytes, durable: bool) -> None:
+def write_file(path: Path | str, data: bytes, durable: bool) -> None:
     """Create `path` (which must not exist) with `data`; remove it again if anything fails."""
     try:
         fd = os.open(path, _OPEN_NEW, 0o644)
@@ -149,7 +156,7 @@ def write_file(path: Path, data: bytes, durable: bool) -> None:
     os.close(fd)
 
 
-def _unlink_quietly(path: Path) -> None:
+def _unlink_quietly(path: Path | str) -> None:
     with contextlib.suppress(OSError):
         os.unlink(path)
 
@@ -162,6 +169,9 @@ class TaskStore:
         self.root = Path(root)
         self.durable = durable
         self.max_task_bytes = max_task_bytes
+        # Folder paths as strings: the per-task moves join names onto these
+        # instead of building pathlib objects (measurably slower at 10k tasks/s).
+        self._dirs = {name: os.path.join(self.root, name) for name in TASK_FOLDERS}
 
     # -- layout -------------------------------------------------------------
     def folder(self, name: str) -> Path:
@@ -175,11 +185,11 @@ class TaskStore:
         return all((self.root / name).is_dir() for name in TASK_FOLDERS)
 
     # -- reading ------------------------------------------------------------
-    def load(self, path: Path) -> Task:
+    def load(self, path: Path | str) -> Task:
         """Parse a task file; BadFile/InvalidTask say what is wrong. Holder comes from the name."""
         raw = read_bytes(path, self.max_task_bytes)
-        name = path.name
-        parsed = parse_active_name(name) if path.parent.name == "active" else None
+        folder, name = os.path.split(path)
+        parsed = parse_active_name(name) if os.path.basename(folder) == "active" else None
         stem = parsed[0] if parsed else name[:-5] if name.endswith(".json") else None
         if stem is None or not is_valid_task_id(stem):
             raise BadFile(path, "file name is not <task id>.json (letters, digits, '_' and '-')")
@@ -237,13 +247,14 @@ class TaskStore:
             fsync_dir(final.parent)
         return final
 
-    def move(self, src: Path, dest_folder: str, task: Task, held: bool) -> Path:
+    def move(self, src: Path | str, dest_folder: str, task: Task, held: bool) -> Path:
         """Commit `task` (new content) to `dest_folder` and remove `src`, crash-safely.
 
         `held`: the caller claimed `src`; losing it raises ClaimLost, else TaskNotFound.
         """
-        final = self.root / dest_folder / f"{task.id}.json"
-        tmp = self.root / dest_folder / temp_name(task.id)
+        folder = self._dirs[dest_folder]
+        final = f"{folder}/{task.id}.json"
+        tmp = f"{folder}/{temp_name(task.id)}"
         write_file(tmp, task.to_json(), self.durable)
         try:
             os.unlink(src)
@@ -254,19 +265,19 @@ class TaskStore:
             raise TaskNotFound(f"task {task.id} is no longer at {src}") from None
         os.rename(tmp, final)
         if self.durable:
-            fsync_dir(final.parent)
-        return final
+            fsync_dir(folder)
+        return Path(final)
 
-    def claim(self, src: Path, task_id: str, holder: Holder) -> Path | None:
+    def claim(self, src: Path | str, task_id: str, holder: Holder) -> Path | None:
         """Rename `src` into active/ under the holder's name; None if someone else won."""
-        dest = self.root / "active" / holder.file_name(task_id)
+        dest = f"{self._dirs['active']}/{holder.file_name(task_id)}"
         try:
             if not stat.S_ISREG(os.lstat(src).st_mode):
                 return None
             os.rename(src, dest)
         except FileNotFoundError:
             return None
-        return dest
+        return Path(dest)
 
     def unclaim(self, active_path: Path, task_id: str) -> bool:
         """Undo a claim that wrote nothing: rename back to inbox/<id>.json."""

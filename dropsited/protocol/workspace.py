@@ -79,6 +79,7 @@ class DropSite:
             extra["not_before"] = utcnow_iso(self.clock() + task.submit_delay)
         task.log("inbox", **extra)
         self.store.create("inbox", task)
+        self._note_inbox(task.id)
         return task.id
 
     # -- claiming -------------------------------------------------------------
@@ -86,7 +87,7 @@ class DropSite:
         """Take inbox/<id>.json for `agent_name`; None if another claimer won."""
         check_agent_name(agent_name)
         check_task_id(task_id)
-        src = self.workspace / "inbox" / f"{task_id}.json"
+        src = f"{self.store._dirs['inbox']}/{task_id}.json"
         path = self.store.claim(src, task_id, self._holder(agent_name))
         if path is None:
             return None
@@ -138,6 +139,15 @@ class DropSite:
                 continue
             return task
         return None
+
+    def _note_inbox(self, task_id: str) -> None:
+        """Tell our inbox index about a task we just put in inbox/.
+
+        claim_next no longer rescans the folder on every call, so without this a
+        task this process submits or requeues would wait for the next rescan.
+        """
+        if self._inbox is not None:
+            self._inbox.observe(f"{task_id}.json")
 
     def inbox_index(self) -> FolderIndex:
         if self._inbox is None:
@@ -228,13 +238,15 @@ class DropSite:
 
     def _held_path(self, task: Task) -> Path:
         if task.holder is not None:
-            return self.workspace / "active" / task.holder.file_name(task.id)
+            return Path(f"{self.store._dirs['active']}/{task.holder.file_name(task.id)}")
         found = self.store.locate(task.id, ("active",))
         return found.path if found else self.workspace / "active" / f"{task.id}.json"
 
     def _leave_active(self, task: Task, dest: str) -> str:
         try:
             self.store.move(self._held_path(task), dest, task, held=True)
+            if dest == "inbox":
+                self._note_inbox(task.id)
         except ClaimLost:
             self.store.log_late_result({
                 "task_id": task.id, "at": utcnow_iso(), "outcome": dest,
@@ -252,11 +264,13 @@ class DropSite:
         task.context["_feedback_response"] = response
         task.log("inbox", feedback_received=True)
         self.store.move(path, "inbox", task, held=False)
+        self._note_inbox(task_id)
 
     def unblock(self, task_id: str, note: str | None = None) -> None:
         task, path = self._load_from("blocked", task_id)
         task.log("inbox", unblocked=True, **({"note": note} if note else {}))
         self.store.move(path, "inbox", task, held=False)
+        self._note_inbox(task_id)
 
     def retry(self, task_id: str) -> None:
         """failed/ -> inbox/ with the attempt count reset, for a human who fixed the cause."""
@@ -264,6 +278,7 @@ class DropSite:
         task.retry_count = 0
         task.log("inbox", retried=True)
         self.store.move(path, "inbox", task, held=False)
+        self._note_inbox(task_id)
 
     def _load_from(self, folder: str, task_id: str) -> tuple[Task, Path]:
         check_task_id(task_id)
@@ -427,6 +442,8 @@ class DropSite:
             self.store.move(path, dest, task, held=False)
         except TaskNotFound:
             return False
+        if dest == "inbox":
+            self._note_inbox(task.id)
         return True
 
     def recover(self) -> list[str]:
