@@ -1,5 +1,180 @@
-"""Placeholder until its verbs land."""
+"""Verbs around the daemon: up, status, logs."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from ..protocol import DropSite
+from .common import emit_json, fail, handle_errors, table
+
+DEFAULT_MANIFEST = "agents.yaml"
+EXIT_NOT_RUNNING = 3  # as `systemctl status` and LSB init scripts
 
 
-def register(group):
-    """Add this module's commands to the main group."""
+def register(group: click.Group) -> None:
+    group.add_command(up)
+    group.add_command(status)
+    group.add_command(logs)
+
+
+def _load(config: Path, workspace: Path | None):
+    from ..daemon.manifest import ManifestError, load_manifest
+    try:
+        return load_manifest(config, workspace_override=workspace)
+    except ManifestError as exc:
+        for line in exc.errors:
+            click.echo(line, err=True)
+        sys.exit(2)
+
+
+@click.command()
+@click.option("-c", "--config", type=click.Path(path_type=Path), default=DEFAULT_MANIFEST,
+              show_default=True, help="The agents manifest (YAML).")
+@click.option("-w", "--workspace", type=click.Path(file_okay=False, path_type=Path),
+              default=None, help="Overrides the manifest's workspace; created if missing.")
+@click.option("--poll", type=float, default=None, metavar="SECONDS",
+              help="Rescan inbox/ every SECONDS instead of using file-system events "
+                   "(for network file systems).")
+@click.option("--grace", type=float, default=None, metavar="SECONDS",
+              help="On SIGTERM, how long running tasks may finish (default 30).")
+@click.option("--fast", is_flag=True, help="Skip fsync (durable=False): faster, less safe at power loss.")
+@click.option("--demo", is_flag=True, help="Drop a few demo tasks once the agents are up.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
+              default="info", show_default=True)
+def up(config: Path, workspace: Path | None, poll: float | None, grace: float | None,
+       fast: bool, demo: bool, log_level: str) -> None:
+    """Run the agents of a manifest and dispatch tasks to them, in the foreground.
+
+    SIGTERM/SIGINT drain (a second one stops at once), SIGHUP reloads the manifest.
+
+    \b
+    Example:
+      dropsited up -c agents.yaml
+      dropsited up -c agents.yaml -w /srv/workspace --poll 2
+    """
+    from ..daemon.daemon import Daemon
+    from ..service.defaults import DEFAULT_DRAIN_GRACE
+
+    manifest = _load(config, workspace)
+    logging.basicConfig(stream=sys.stderr, level=log_level.upper(),
+                        format="%(asctime)s dropsited[%(process)d] %(levelname)s %(message)s")
+    daemon = Daemon(manifest, poll=poll, grace=DEFAULT_DRAIN_GRACE if grace is None else grace,
+                    durable=not fast, workspace_override=workspace)
+    if demo:
+        from ..demo import schedule_demo
+        schedule_demo(daemon)
+    sys.exit(daemon.run())
+
+
+def _resolve_workspace(workspace: Path | None, config: Path | None) -> Path:
+    """WORKSPACE argument, else the manifest's, else $DROPSITE_WORKSPACE, else ./agents.yaml's."""
+    if workspace is not None:
+        return workspace
+    if config is None and os.environ.get("DROPSITE_WORKSPACE"):
+        return Path(os.environ["DROPSITE_WORKSPACE"])
+    path = config or Path(DEFAULT_MANIFEST)
+    if not path.exists():
+        fail(f"no workspace given and no manifest at {path}; pass WORKSPACE or -c FILE")
+    return _load(path, None).workspace
+
+
+@click.command()
+@click.argument("workspace", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option("-c", "--config", type=click.Path(path_type=Path), default=None,
+              help="Find the workspace through this manifest.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+@handle_errors
+def status(workspace: Path | None, config: Path | None, as_json: bool) -> None:
+    """Show the daemon, its agents and the queue depths. Exit 3 when no daemon runs.
+
+    \b
+    Example:
+      dropsited status ./workspace
+      dropsited status -c agents.yaml --json
+    """
+    from ..daemon.status import daemon_running, read_daemon_record
+
+    ws = _resolve_workspace(workspace, config)
+    ds = DropSite(ws, create=False)
+    running = daemon_running(ws)
+    record = read_daemon_record(ws) or {}
+    agents = [a for a in ds.list_agents() if a.get("name") in set(record.get("agents", []))]
+    queues = ds.stats()
+    queues["quarantine"] = len(ds.quarantined())
+    if as_json:
+        emit_json({"running": running, "daemon": record if running else None,
+                   "agents": agents, "queues": queues})
+    else:
+        _print_status(ws, running, record, agents, queues)
+    if not running:
+        sys.exit(EXIT_NOT_RUNNING)
+
+
+def _print_status(ws: Path, running: bool, record: dict, agents: list, queues: dict) -> None:
+    if running:
+        click.echo(f"dropsited pid {record.get('pid')} on {ws}: {record.get('state', '?')}"
+                   f" (since {record.get('started_at', '?')})")
+    else:
+        click.echo(f"no dropsited is running on {ws}")
+    if running and agents:
+        rows = ([a.get("name"), a.get("mode", "-"), a.get("state", "-"),
+                 ",".join(str(p) for p in a.get("pids", [])) or "-", a.get("restarts", 0),
+                 a.get("tasks_done", 0), a.get("tasks_failed", 0),
+                 ",".join(t[:8] for t in a.get("running", [])) or "-",
+                 (a.get("last_error") or "-")[:50]] for a in agents)
+        click.echo(table(rows, ("agent", "mode", "state", "pids", "restarts", "done",
+                                "failed", "running", "last error")))
+    click.echo("queues: " + "  ".join(f"{k} {v}" for k, v in queues.items()))
+
+
+@click.command()
+@click.argument("agent")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing as the log grows.")
+@click.option("-n", "--lines", type=int, default=50, show_default=True)
+@click.option("-c", "--config", type=click.Path(path_type=Path), default=None)
+@click.option("-w", "--workspace", type=click.Path(file_okay=False, path_type=Path), default=None)
+@handle_errors
+def logs(agent: str, follow: bool, lines: int, config: Path | None, workspace: Path | None) -> None:
+    """Print an agent's log (its stdout/stderr, rotated by size).
+
+    \b
+    Example:
+      dropsited logs coder -n 100
+      dropsited logs coder -f -c agents.yaml
+    """
+    from ..daemon import agent_log
+
+    path = _log_path(agent, config, workspace)
+    if not path.exists() and not follow:
+        fail(f"{path}: no log yet for agent {agent!r}", 1)
+    out = sys.stdout.buffer
+    for line in agent_log.tail(path, lines):
+        out.write(line)
+    out.flush()
+    if follow:
+        try:
+            for chunk in agent_log.follow(path, from_end=True):
+                out.write(chunk)
+                out.flush()
+        except KeyboardInterrupt:
+            pass
+
+
+def _log_path(agent: str, config: Path | None, workspace: Path | None) -> Path:
+    from ..protocol.names import check_agent_name
+    check_agent_name(agent)
+    if workspace is None and (config is not None or Path(DEFAULT_MANIFEST).exists()):
+        manifest = _load(config or Path(DEFAULT_MANIFEST), None)
+        spec = manifest.agent(agent)
+        if spec is None:
+            fail(f"no agent {agent!r} in {manifest.path}")
+        if spec.log.file is not None:
+            return spec.log.file
+        return manifest.workspace / "agents" / "logs" / f"{agent}.log"
+    ws = workspace or Path(os.environ.get("DROPSITE_WORKSPACE", "."))
+    return ws / "agents" / "logs" / f"{agent}.log"

@@ -1,0 +1,33 @@
+"""What every agent group shares with the daemon loop: the workspace, the event queue, logs."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..protocol import DropSite
+
+log = logging.getLogger("dropsited")
+
+
+@dataclass
+class Context:
+    """Shared, long-lived state handed to each agent group.
+
+    Threads never change daemon state directly: they `post` an event and the
+    main loop acts on it (the pattern supervisord uses for signals).
+    """
+
+    ds: DropSite
+    marker: str
+    log_dir: Path
+    events: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
+    clock: Callable[[], float] = time.monotonic
+    draining: bool = False
+
+    def post(self, *event: object) -> None:
+        self.events.put(event)

@@ -1,0 +1,403 @@
+"""The daemon's main loop. It only orchestrates: every decision lives elsewhere.
+
+One thread (this one) owns all state. Threads that watch files, talk to
+agents or pump logs post events to `ctx.events`; signal handlers do the same.
+The loop wakes on an event or a timer, applies events, advances supervision,
+reaps dead holders, dispatches tasks and publishes status.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import stat
+import time
+from pathlib import Path
+
+from ..protocol import DropSite, DropSiteError
+from ..protocol.holder import parse_active_name
+from ..service.defaults import DEFAULT_DRAIN_GRACE
+from ..service.sdnotify import Notifier, format_status
+from . import subreaper
+from .agent_group import AgentGroup
+from .context import Context, log
+from .exec_agent import ExecAgent
+from .inbox_watch import InboxWatcher
+from .manifest import AgentSpec, Manifest, ManifestError, load_manifest
+from .process_tree import DaemonMarker, stop_orphans_from_previous_run
+from .service_agent import ServiceAgent
+from .status import DaemonLock, daemon_identity, write_agent_record, write_daemon_record
+from .worker_agent import WorkerAgent
+
+RESCAN_INTERVAL = 5.0
+REAP_INTERVAL = 1.0
+STATUS_INTERVAL = 10.0
+MEMORY_INTERVAL = 5.0
+ORPHAN_INTERVAL = 1.0
+GROUPS = {"exec": ExecAgent, "worker": WorkerAgent, "service": ServiceAgent}
+
+
+class Daemon:
+    def __init__(self, manifest: Manifest, poll: float | None = None,
+                 grace: float = DEFAULT_DRAIN_GRACE, durable: bool = True,
+                 notifier: Notifier | None = None, workspace_override: Path | None = None) -> None:
+        self.manifest = manifest
+        self.poll = poll
+        self.grace = grace
+        self.workspace_override = workspace_override
+        self.notifier = notifier or Notifier.from_env()
+        self.ds = DropSite(manifest.workspace, durable=durable)
+        self.lock = DaemonLock(self.ds.workspace)
+        self.groups: dict[str, AgentGroup] = {}
+        self.retiring: list[AgentGroup] = []
+        self.ctx: Context | None = None
+        self.watcher: InboxWatcher | None = None
+        self.identity: dict = {}
+        self.registered: dict[str, str] = {}
+        self.published: dict[str, dict] = {}
+        self.timers: dict[str, float] = {}
+        self.drain_deadline: float | None = None
+        self.stop_now = False
+        self.state = "starting"
+
+    # -- life cycle ----------------------------------------------------------------
+    def run(self) -> int:
+        try:
+            self.lock.acquire()
+        except DropSiteError as exc:
+            log.error("%s", exc)
+            return 1
+        try:
+            self._start()
+            self._loop()
+        finally:
+            self._shutdown()
+        return 0
+
+    def _start(self) -> None:
+        ws = self.ds.workspace
+        self._warn_permissions()
+        subreaper.become_subreaper()
+        for pid in stop_orphans_from_previous_run(ws):
+            log.warning("stopped agent process %d left by a previous daemon", pid)
+        for line in self.ds.recover():
+            log.info("recovery: %s", line)
+        marker = DaemonMarker.for_current_process(ws).format()
+        self.ctx = Context(self.ds, marker, ws / "agents" / "logs")
+        self.identity = daemon_identity(self.manifest.path)
+        self._install_signals()
+        for spec in self.manifest.agents:
+            self._add_group(spec)
+        if self.poll is None:
+            self.watcher = InboxWatcher(ws / "inbox", lambda name: self.ctx.post("hint", name))
+            self.watcher.start()
+        self.ds.sweep_inbox()
+        self.state = "running"
+        self._publish(force=True)
+        self.notifier.ready()
+        log.info("dropsited ready: %d agents on %s", len(self.groups), ws)
+
+    def _warn_permissions(self) -> None:
+        for path in (self.ds.workspace, self.manifest.path):
+            try:
+                mode = os.stat(path).st_mode
+            except OSError:
+                continue
+            if mode & (stat.S_IWGRP | stat.S_IWOTH):
+                log.warning("%s is writable by %s: anyone who can write it can run commands "
+                            "as this daemon's user", path,
+                            "everyone" if mode & stat.S_IWOTH else "its group")
+
+    def _install_signals(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self.ctx.post("signal", signum)  # act in the loop, never in the handler
+
+    # -- the loop -------------------------------------------------------------------
+    def _loop(self) -> None:
+        ctx = self.ctx
+        while True:
+            try:
+                event = ctx.events.get(timeout=self._next_wakeup())
+            except queue.Empty:
+                event = None
+            while event is not None:
+                self._apply(event)
+                try:
+                    event = ctx.events.get_nowait()
+                except queue.Empty:
+                    event = None
+            now = ctx.clock()
+            for group in self._all_groups():
+                group.tick(now)
+            self._periodic(now)
+            if self.state == "running":
+                self._dispatch()
+            elif self._drain_step(now):
+                return
+
+    def _next_wakeup(self) -> float:
+        busy = self.state != "running" or any(
+            i["state"] in ("STARTING", "STOPPING", "BACKOFF")
+            for g in self._all_groups() for i in g.instances(0))
+        wait = 0.1 if busy else REAP_INTERVAL
+        ready_at = self.ds.inbox_index().next_ready_time()
+        if ready_at is not None:
+            wait = min(wait, max(0.01, ready_at - time.time()))
+        interval = self.notifier.watchdog_interval()
+        return min(wait, interval) if interval else wait
+
+    def _apply(self, event: tuple) -> None:
+        kind = event[0]
+        if kind == "hint":
+            if event[1] is None:
+                self.ds.sweep_inbox()
+            else:
+                self.ds.inbox_index().observe(event[1])
+        elif kind == "finished":
+            _, agent, task_id, folder, error = event
+            group = self._owner(agent, task_id)
+            if group is not None:
+                group.finished(task_id, folder, error)
+        elif kind == "restart":
+            group = self.groups.get(event[1])
+            if isinstance(group, WorkerAgent):
+                group.restart_instance(event[2])
+        elif kind == "reap":
+            self._reap()
+        elif kind == "signal":
+            self._on_signal_event(event[1])
+
+    def _owner(self, agent: str, task_id: str) -> AgentGroup | None:
+        for group in self._all_groups():
+            if group.name == agent and task_id in group.running:
+                return group
+        return None
+
+    def _on_signal_event(self, signum: int) -> None:
+        if signum == signal.SIGCHLD:
+            self._due("orphans", ORPHAN_INTERVAL) and self._reap_orphans()
+        elif signum == signal.SIGHUP and self.state == "running":
+            self.reload()
+        elif signum in (signal.SIGTERM, signal.SIGINT):
+            if self.state == "draining":
+                log.warning("second signal: stopping at once, requeueing held tasks")
+                self.stop_now = True
+            elif self.state == "running":
+                self._begin_drain()
+
+    # -- timers -----------------------------------------------------------------------
+    def _due(self, name: str, interval: float) -> bool:
+        now = self.ctx.clock()
+        if now >= self.timers.get(name, 0.0):
+            self.timers[name] = now + interval
+            return True
+        return False
+
+    def _periodic(self, now: float) -> None:
+        if self._due("rescan", self.poll or RESCAN_INTERVAL):
+            for line in self.ds.sweep_inbox():
+                log.warning("quarantined %s", line)
+        if self._due("reap", REAP_INTERVAL):
+            self._reap()
+        if self._due("memory", MEMORY_INTERVAL):
+            for group in self._all_groups():
+                group.check_memory()
+        self._publish(force=self._due("status", STATUS_INTERVAL))
+        self.notifier.maybe_ping(now)
+        self.retiring = [g for g in self.retiring if not self._retired(g)]
+        for group in self.groups.values():
+            if hasattr(group, "reap_removed"):
+                group.reap_removed()
+
+    def _reap(self) -> None:
+        try:
+            for task_id, reason in self.ds.reap():
+                log.info("reaped %s (%s)", task_id, reason)
+        except (DropSiteError, OSError) as exc:
+            log.error("reaping failed: %s", exc)
+
+    def _reap_orphans(self) -> None:
+        known = set()
+        for group in self._all_groups():
+            known |= group.held_pids()
+        subreaper.reap_orphans(known)
+
+    # -- dispatch ---------------------------------------------------------------------
+    def _dispatch(self) -> None:
+        """Hand tasks to free agents until none can take more; claims are the only I/O."""
+        progress = True
+        while progress:
+            progress = False
+            for group in list(self.groups.values()):
+                if not group.takes_tasks() or group.free_slots() <= 0:
+                    continue
+                try:
+                    task = self.ds.claim_next(group.name, group.tags, refresh=False)
+                except (DropSiteError, OSError) as exc:
+                    self._once("dispatch", f"cannot claim tasks: {exc}")
+                    return
+                if task is not None:
+                    group.assign(task)
+                    progress = True
+
+    def _once(self, key: str, message: str) -> None:
+        """Log a recurring condition (disk full, say) once per minute, not once per loop."""
+        if self._due(f"log:{key}", 60.0):
+            log.error("%s", message)
+
+    # -- groups -------------------------------------------------------------------------
+    def _all_groups(self) -> list[AgentGroup]:
+        return list(self.groups.values()) + self.retiring
+
+    def _add_group(self, spec: AgentSpec) -> None:
+        group = GROUPS[spec.mode](spec, self.ctx)
+        self.groups[spec.name] = group
+        if hasattr(group, "start"):
+            group.start()
+
+    def _retire(self, group: AgentGroup) -> None:
+        group.begin_stop()
+        self.retiring.append(group)
+
+    def _retired(self, group: AgentGroup) -> bool:
+        if not group.stopped():
+            group.begin_stop()
+            return False
+        group.close()
+        return True
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the manifest; restart only what changed; keep it all on error."""
+        self.notifier.reloading()
+        try:
+            new = load_manifest(self.manifest.path, workspace_override=self.workspace_override)
+        except ManifestError as exc:
+            log.error("reload refused, keeping the running manifest:\n%s", exc)
+            self.notifier.ready()
+            return
+        if new.workspace != self.manifest.workspace:
+            log.error("reload refused: the workspace cannot change while running (%s -> %s)",
+                      self.manifest.workspace, new.workspace)
+            self.notifier.ready()
+            return
+        wanted = {spec.name: spec for spec in new.agents}
+        for name in [n for n in self.groups if n not in wanted]:
+            log.info("reload: removing agent %s", name)
+            self._retire(self.groups.pop(name))
+        for spec in new.agents:
+            self._reload_one(spec)
+        self.manifest = new
+        self.notifier.ready()
+        self._publish(force=True)
+        log.info("reload done: %d agents", len(self.groups))
+
+    def _reload_one(self, spec: AgentSpec) -> None:
+        group = self.groups.get(spec.name)
+        if group is None:
+            log.info("reload: adding agent %s", spec.name)
+            self._add_group(spec)
+        elif group.spec == spec:
+            return
+        elif group.spec.same_except_concurrency(spec):
+            log.info("reload: %s concurrency %d -> %d", spec.name, group.spec.concurrency,
+                     spec.concurrency)
+            group.spec = spec
+            if hasattr(group, "resize"):
+                group.resize(spec.concurrency)
+        else:
+            log.info("reload: restarting agent %s (definition changed)", spec.name)
+            self._retire(self.groups.pop(spec.name))
+            self._add_group(spec)
+
+    # -- draining ------------------------------------------------------------------------
+    def _begin_drain(self) -> None:
+        log.info("draining: no new claims; running tasks have %.0fs to finish", self.grace)
+        self.state = "draining"
+        self.ctx.draining = True
+        self.notifier.stopping()
+        self.drain_deadline = self.ctx.clock() + self.grace
+        for group in self._all_groups():
+            group.begin_stop()
+        self._publish(force=True)
+
+    def _drain_step(self, now: float) -> bool:
+        """One loop turn of the drain; True when everything has stopped."""
+        groups = self._all_groups()
+        if self.stop_now or now >= self.drain_deadline:
+            for group in groups:
+                group.kill_now()
+        else:
+            for group in groups:
+                group.begin_stop()
+        return all(group.stopped() for group in groups)
+
+    def _shutdown(self) -> None:
+        if self.ctx is None:
+            self.lock.release()
+            return
+        for group in self._all_groups():
+            group.kill_now()
+        self._wait_for_runners(5.0)
+        self._release_own_tasks()
+        if self.watcher is not None:
+            self.watcher.stop()
+        self.state = "stopped"
+        self._publish(force=True)
+        for group in self._all_groups():
+            group.close()
+        self.lock.release()
+        log.info("dropsited stopped")
+
+    def _wait_for_runners(self, limit: float) -> None:
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline and any(g.running for g in self._all_groups()):
+            try:
+                event = self.ctx.events.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            if event[0] == "finished":
+                self._apply(event)
+
+    def _release_own_tasks(self) -> None:
+        """Anything still held under this daemon's pid goes back to the inbox, unused."""
+        me = os.getpid()
+        for entry in list(self.ds.store.entries("active")):
+            parsed = parse_active_name(entry.name)
+            if not parsed or parsed[1] is None or parsed[1].pid != me:
+                continue
+            try:
+                task = self.ds.store.load(Path(entry.path))
+                self.ds.release(task, "daemon stopped")
+            except (DropSiteError, FileNotFoundError) as exc:
+                log.error("could not requeue %s: %s", entry.name, exc)
+
+    # -- status ------------------------------------------------------------------------------
+    def _publish(self, force: bool = False) -> None:
+        now = self.ctx.clock()
+        for group in self._all_groups():
+            record = group.describe(now)
+            comparable = {k: v for k, v in record.items() if k not in ("uptime", "instances")}
+            if force or self.published.get(group.name) != comparable:
+                self.published[group.name] = comparable
+                registered = self.registered.setdefault(group.name, record_time())
+                write_agent_record(self.ds, group.name, record, registered)
+        if force:
+            self._publish_daemon()
+
+    def _publish_daemon(self) -> None:
+        counts = self.ds.stats()
+        running = sum(1 for g in self.groups.values() if g.state(0).name == "RUNNING")
+        summary = format_status(running, len(self.groups), counts)
+        record = {**self.identity, "state": self.state, "workspace": str(self.ds.workspace),
+                  "agents": sorted(self.groups), "queues": counts, "status": summary}
+        write_daemon_record(self.ds.workspace, record)
+        self.notifier.status(summary)
+
+
+def record_time() -> str:
+    from ..protocol.task import utcnow_iso
+    return utcnow_iso()

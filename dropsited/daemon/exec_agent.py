@@ -1,0 +1,154 @@
+"""exec mode: one process per task, the task on stdin or as a file path in argv."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+
+from ..protocol import Task
+from .agent_env import task_environ
+from .agent_group import AgentGroup
+from .child import ChildProcess
+from .context import log
+from .outcome import from_exit
+from .settle import release, settle
+
+POLL_SLICE = 0.25  # how often a running task checks for timeout, drain kill and leftovers
+
+
+class ExecAgent(AgentGroup):
+    """Runs up to `concurrency` processes at once, each for one task."""
+
+    mode = "exec"
+
+    def __init__(self, spec, ctx) -> None:
+        super().__init__(spec, ctx)
+        self.children: dict[str, ChildProcess] = {}
+        self.kill_requested = False
+        self.spawn_failures = 0
+        self.fatal = False
+        self.paused_until = 0.0
+
+    def free_slots(self) -> int:
+        if self.fatal or self.kill_requested or self.ctx.clock() < self.paused_until:
+            return 0
+        return self.spec.concurrency - len(self.running)
+
+    def assign(self, task: Task) -> None:
+        """Spawn the agent for `task` (main thread: a parent-death signal binds to it)."""
+        task_file = self.ctx.ds.workspace / "active" / task.holder.file_name(task.id)
+        use_stdin = self.spec.input == "stdin"
+        try:
+            child = ChildProcess.spawn(
+                self.spec.argv(str(task_file)),
+                cwd=self.spec.cwd, env=task_environ(self.env, task.id, task_file),
+                stdin=subprocess.PIPE if use_stdin else subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, clock=self.ctx.clock)
+        except OSError as exc:
+            self._spawn_failed(task, exc)
+            return
+        self.spawn_failures = 0
+        self.running[task.id] = task
+        self.children[task.id] = child
+        data = task.to_json() if use_stdin else None
+        threading.Thread(target=self._run, args=(task, child, data), daemon=True,
+                         name=f"{self.name}-{task.id[:8]}").start()
+
+    def _spawn_failed(self, task: Task, exc: OSError) -> None:
+        """A command that cannot start is the agent's fault, not the task's: no attempt used."""
+        self.last_error = f"cannot start {self.spec.argv()[0]!r}: {exc.strerror or exc}"
+        log.error("%s: %s", self.name, self.last_error)
+        release(self.ctx.ds, task, self.last_error, self.name)
+        self.spawn_failures += 1
+        if self.spawn_failures >= max(1, self.spec.give_up.failures):
+            self.fatal = True
+            log.error("%s: FATAL after %d failed starts", self.name, self.spawn_failures)
+        else:
+            self.paused_until = self.ctx.clock() + min(60.0, 2 ** self.spawn_failures * 0.25)
+
+    # -- runner thread ----------------------------------------------------------
+    def _run(self, task: Task, child: ChildProcess, data: bytes | None) -> None:
+        try:
+            out, err, timed_out, killed = self._communicate(child, data)
+            self._kill_leftovers(child)
+            if err:
+                self.log_file.write(err if err.endswith(b"\n") else err + b"\n")
+            if killed:
+                release(self.ctx.ds, task, "daemon stopping", self.name)
+                folder, error = "inbox", ""
+            else:
+                outcome = from_exit(child.popen.returncode, out, err, timed_out, self.spec.timeout)
+                folder, error = settle(self.ctx.ds, task, outcome, self.name), outcome.error
+        except Exception as exc:  # never let a runner thread die silently
+            log.exception("%s: runner for %s failed", self.name, task.id)
+            folder, error = "error", str(exc)
+        self.ctx.post("finished", self.name, task.id, folder, error)
+
+    def _communicate(self, child: ChildProcess, data: bytes | None) -> tuple[bytes, bytes, bool, bool]:
+        deadline = None if self.spec.timeout is None else self.ctx.clock() + self.spec.timeout
+        while True:
+            wait = POLL_SLICE if deadline is None else max(0.0, min(POLL_SLICE, deadline - self.ctx.clock()))
+            try:
+                out, err = child.popen.communicate(data, timeout=wait)
+                return out or b"", err or b"", False, False
+            except subprocess.TimeoutExpired:
+                data = None  # sent (or being sent) by the first call
+            if self.kill_requested:
+                child.kill_tree(timeout=2.0)
+                out, err = child.popen.communicate()
+                return out or b"", err or b"", False, True
+            if deadline is not None and self.ctx.clock() >= deadline:
+                child.stop_blocking(self.spec.stop_signal, self.spec.stop_grace)
+                out, err = child.popen.communicate()
+                return out or b"", err or b"", True, False
+            if child.popen.poll() is not None:
+                self._kill_leftovers(child)  # a grandchild holds the pipes open
+
+    @staticmethod
+    def _kill_leftovers(child: ChildProcess) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(child.pgid, signal.SIGKILL)
+
+    # -- main thread --------------------------------------------------------------
+    def finished(self, task_id: str, folder: str, error: str = "") -> None:
+        self.children.pop(task_id, None)
+        super().finished(task_id, folder, error)
+
+    def check_memory(self) -> None:
+        if self.spec.max_memory is None:
+            return
+        for task_id, child in list(self.children.items()):
+            if child.poll() is None and child.rss_tree() > self.spec.max_memory:
+                log.warning("%s: task %s over max_memory; killed", self.name, task_id)
+                child.kill_tree(timeout=2.0)
+
+    def begin_stop(self) -> None:
+        """Let running tasks finish; the daemon calls kill_now when its grace runs out."""
+
+    def stopped(self) -> bool:
+        return not self.running
+
+    def kill_now(self) -> None:
+        self.kill_requested = True
+        for child in list(self.children.values()):
+            if child.poll() is None:
+                child.send_signal_group(signal.SIGKILL)
+
+    def held_pids(self) -> set[int]:
+        return {c.pid for c in self.children.values()}
+
+    def instances(self, now: float) -> list[dict]:
+        return [{"index": i, "state": "RUNNING", "pid": c.pid, "task": tid,
+                 "uptime": round(c.ran_for(), 1), "restarts": 0, "last_error": ""}
+                for i, (tid, c) in enumerate(self.children.items())]
+
+    def state(self, now: float):
+        from .states import AgentState
+        if self.fatal:
+            return AgentState.FATAL
+        if now < self.paused_until:
+            return AgentState.BACKOFF
+        return AgentState.RUNNING

@@ -1,0 +1,67 @@
+"""File-system events on inbox/, turned into hints for the daemon's loop.
+
+Events are only hints: the loop rescans the whole folder at start, after an
+inotify queue overflow, and at a slow interval, so a lost event delays a task
+but never loses it. With `poll` set (network file systems, where events do
+not cross hosts) no observer runs and the loop rescans every `poll` seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+_OVERFLOW_TEXT = "overflow"
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, notify: Callable[[str | None], None]) -> None:
+        self.notify = notify
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.is_directory or event.event_type in ("opened", "closed_no_write"):
+            return
+        path = getattr(event, "dest_path", "") or event.src_path
+        self.notify(os.path.basename(os.fsdecode(path)))
+
+
+class _OverflowSpotter(logging.Handler):
+    """watchdog logs inotify queue overflows but has no callback for them."""
+
+    def __init__(self, notify: Callable[[str | None], None]) -> None:
+        super().__init__(logging.WARNING)
+        self.notify = notify
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if _OVERFLOW_TEXT in record.getMessage().lower():
+            self.notify(None)  # None means: rescan everything
+
+
+class InboxWatcher:
+    """Calls `notify(name)` for each changed inbox entry, `notify(None)` to ask for a rescan."""
+
+    def __init__(self, inbox: Path, notify: Callable[[str | None], None]) -> None:
+        self.inbox = inbox
+        self.notify = notify
+        self._observer: Observer | None = None
+        self._spotter = _OverflowSpotter(notify)
+
+    def start(self) -> None:
+        observer = Observer()
+        observer.schedule(_Handler(self.notify), str(self.inbox), recursive=False)
+        observer.daemon = True
+        observer.start()
+        logging.getLogger("watchdog").addHandler(self._spotter)
+        self._observer = observer
+
+    def stop(self) -> None:
+        logging.getLogger("watchdog").removeHandler(self._spotter)
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join(timeout=5)
+            self._observer = None

@@ -1,0 +1,129 @@
+"""The agent contract as pure functions: what an exit status or a reply line means.
+
+exec agents: exit 0 is done (stdout is the result), 75 (EX_TEMPFAIL) is
+"later, without using an attempt", anything else is a failed attempt.
+Either mode may ask for human feedback or block the task with a reply
+object (see docs/PROTOCOL.md, "The agent contract").
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+from dataclasses import dataclass, field
+from typing import Any
+
+EX_TEMPFAIL = 75
+EX_CONFIG = 78
+RESERVED_KEY = "_dropsite"
+STDERR_TAIL_LINES = 20
+MAX_RESULT_TEXT = 64 * 1024
+
+DONE, TEMPFAIL, FAIL, FEEDBACK, BLOCK = "done", "tempfail", "fail", "feedback", "block"
+KINDS = (DONE, TEMPFAIL, FAIL, FEEDBACK, BLOCK)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What should happen to the task after an agent handled it."""
+
+    kind: str
+    result: dict | None = None
+    error: str = ""
+    question: Any = None
+    details: dict = field(default_factory=dict)
+
+
+def stderr_tail(stderr: bytes, lines: int = STDERR_TAIL_LINES) -> str:
+    text = stderr.decode("utf-8", "replace").rstrip("\n")
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def from_exit(returncode: int, stdout: bytes, stderr: bytes, timed_out: bool = False,
+              timeout: float | None = None) -> Outcome:
+    """Map one exec run to an Outcome (Popen's negative returncode means a signal)."""
+    tail = stderr_tail(stderr)
+    if timed_out:
+        return Outcome(FAIL, error=f"timeout: killed after {timeout:g}s",
+                       details={"reason": "timeout", "stderr": tail})
+    if returncode == 0:
+        return from_stdout(stdout)
+    if returncode == EX_TEMPFAIL:
+        return Outcome(TEMPFAIL, error=tail or "agent asked to retry later (exit 75)",
+                       details={"exit_code": returncode})
+    return Outcome(FAIL, error=_describe_exit(returncode, tail),
+                   details={**_exit_details(returncode), "stderr": tail})
+
+
+def _exit_details(returncode: int) -> dict:
+    if returncode < 0:
+        return {"signal": _signal_name(-returncode)}
+    return {"exit_code": returncode}
+
+
+def _describe_exit(returncode: int, tail: str) -> str:
+    head = (f"killed by {_signal_name(-returncode)}" if returncode < 0
+            else f"exit status {returncode}")
+    last = tail.splitlines()[-1] if tail else ""
+    return f"{head}: {last}" if last else head
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def from_stdout(stdout: bytes) -> Outcome:
+    """exit 0: a JSON object is the result as is; other text is wrapped; `_dropsite` is a reply."""
+    text = stdout.decode("utf-8", "replace").strip()
+    if not text:
+        return Outcome(DONE, result={})
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        value = None
+    if isinstance(value, dict):
+        reply = value.get(RESERVED_KEY)
+        if isinstance(reply, dict):
+            return from_reply(reply)
+        return Outcome(DONE, result=value)
+    if len(text) > MAX_RESULT_TEXT:
+        return Outcome(DONE, result={"output": text[:MAX_RESULT_TEXT], "truncated": True})
+    return Outcome(DONE, result={"output": text})
+
+
+def from_reply(reply: dict) -> Outcome:
+    """A reply object (worker line, or `_dropsite` in exec stdout) to an Outcome.
+
+    Without a `status`, the whole object (less `id`) is the result of a done task.
+    """
+    status = reply.get("status")
+    if status is None or status == DONE and "result" not in reply:
+        return Outcome(DONE, result={k: v for k, v in reply.items() if k not in ("id", "status")})
+    if status == DONE:
+        result = reply.get("result")
+        return Outcome(DONE, result=result if isinstance(result, dict) or result is None
+                       else {"value": result})
+    if status in (FAIL, "failed", "error"):
+        return Outcome(FAIL, error=str(reply.get("error") or "agent reported failure"))
+    if status in (TEMPFAIL, "retry"):
+        return Outcome(TEMPFAIL, error=str(reply.get("error") or "agent asked to retry later"))
+    if status == FEEDBACK:
+        question = reply.get("question")
+        if question is None:
+            question = {k: v for k, v in reply.items() if k not in ("id", "status")}
+        return Outcome(FEEDBACK, question=question)
+    if status in (BLOCK, "blocked"):
+        return Outcome(BLOCK, error=str(reply.get("reason") or "blocked by agent"))
+    return Outcome(FAIL, error=f"agent replied with unknown status {str(status)[:40]!r}")
+
+
+def from_reply_line(line: bytes) -> Outcome | None:
+    """Parse one worker stdout line; None when it is not a JSON object (it gets logged)."""
+    try:
+        value = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    return from_reply(value) if isinstance(value, dict) else None

@@ -1,0 +1,169 @@
+"""One long-lived agent process (worker or service mode) and its state machine.
+
+Only the daemon's main thread calls into this class. Decisions about restarts
+are made by the pure functions in restart_policy.py; this class records
+states (through one `change_state`) and spawns or stops the process.
+"""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import threading
+from collections import deque
+from collections.abc import Callable
+
+from .agent_log import RotatingLog
+from .child import ChildProcess
+from .context import Context, log
+from .manifest import AgentSpec
+from .restart_policy import Backoff, FailureWindow, decide_after_exit
+from .states import AgentState, check_transition
+
+S = AgentState
+
+
+class Supervised:
+    """A process the daemon keeps running according to its agent's restart policy."""
+
+    def __init__(self, spec: AgentSpec, ctx: Context, env: dict, log_file: RotatingLog,
+                 index: int, stdin_pipe: bool) -> None:
+        self.spec = spec
+        self.ctx = ctx
+        self.env = env
+        self.log_file = log_file
+        self.index = index
+        self.stdin_pipe = stdin_pipe
+        self.state = S.STOPPED
+        self.child: ChildProcess | None = None
+        self.window = FailureWindow(spec.give_up.window)
+        self.next_start = 0.0
+        self.restarts = 0
+        self.last_error = ""
+        self.stop_requested = False
+        self.restart_after_stop = False
+        self.memory_hit = False
+        self.stderr_tail: deque[str] = deque(maxlen=20)
+        self.on_spawn: Callable[[ChildProcess], None] | None = None
+        self.on_exit: Callable[[ChildProcess], None] | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.spec.name}[{self.index}]"
+
+    def change_state(self, new: AgentState, why: str = "") -> None:
+        check_transition(self.state, new)
+        log.info("%s: %s -> %s%s", self.name, self.state.name, new.name, f" ({why})" if why else "")
+        self.state = new
+
+    # -- starting -----------------------------------------------------------
+    def start(self) -> None:
+        self.change_state(S.STARTING)
+        self.stop_requested = self.restart_after_stop = self.memory_hit = False
+        try:
+            self.child = ChildProcess.spawn(
+                self.spec.argv(), cwd=self.spec.cwd, env=self.env,
+                stdin=subprocess.PIPE if self.stdin_pipe else subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, clock=self.ctx.clock)
+        except OSError as exc:
+            self.child = None
+            self.last_error = f"cannot start {self.spec.argv()[0]!r}: {exc.strerror or exc}"
+            self._after_exit(None, None, 0.0)
+            return
+        threading.Thread(target=self._pump_stderr, args=(self.child,), daemon=True,
+                         name=f"{self.name}-stderr").start()
+        if self.on_spawn is not None:
+            self.on_spawn(self.child)
+
+    def _pump_stderr(self, child: ChildProcess) -> None:
+        stream = child.popen.stderr
+        for raw in iter(stream.readline, b""):
+            self.log_file.write(raw)
+            self.stderr_tail.append(raw.decode("utf-8", "replace").rstrip("\n"))
+        stream.close()
+
+    # -- advancing ------------------------------------------------------------
+    def tick(self, now: float) -> None:
+        """Advance the state machine; called by the main loop on every wake-up."""
+        if self.state in (S.STARTING, S.RUNNING) and self.child is not None:
+            if self.child.poll() is not None:
+                self._exited()
+            elif self.memory_hit:
+                if self.child.stop_done():  # SIGKILL once the stop grace is over
+                    self._exited()
+            elif self.state == S.STARTING and self.child.ran_for() >= self.spec.start_seconds:
+                self.change_state(S.RUNNING)
+        elif self.state == S.BACKOFF and now >= self.next_start and not self.ctx.draining:
+            self.restarts += 1
+            self.start()
+        elif self.state == S.STOPPING and self.child and self.child.stop_done():
+            self._exited()
+
+    def _exited(self) -> None:
+        child = self.child
+        assert child is not None
+        child.kill_tree(timeout=2.0)  # no grandchild outlives its agent
+        code, sig = child.exit_status()
+        if self.on_exit is not None:
+            self.on_exit(child)
+        if code not in (0, None) or sig is not None:
+            tail = self.stderr_tail[-1] if self.stderr_tail else ""
+            what = f"killed by signal {sig}" if sig is not None else f"exit status {code}"
+            self.last_error = f"{what}: {tail}" if tail else what
+        self._after_exit(code, sig, child.ran_for())
+
+    def _after_exit(self, code: int | None, sig: int | None, ran_for: float) -> None:
+        now = self.ctx.clock()
+        if self.restart_after_stop and not self.ctx.draining:
+            self.change_state(S.STOPPED, "restarting")
+            self.start()
+            return
+        b = self.spec.backoff
+        decision = decide_after_exit(
+            code if self.child is not None else 1, sig, ran_for, self.spec.restart,
+            self.spec.start_seconds, self.stop_requested, self.window.count(now),
+            self.spec.give_up.failures, memory_limit_hit=self.memory_hit,
+            backoff=Backoff(b.initial, b.max, b.factor), rand=random.random())
+        if decision.failed:
+            self.window = self.window.record(now)
+        self.change_state(decision.state, decision.reason)
+        if decision.state == S.FATAL:
+            log.error("%s: FATAL: %s; last error: %s", self.name, decision.reason, self.last_error)
+        self.next_start = now + decision.delay
+
+    # -- stopping -------------------------------------------------------------
+    def begin_stop(self, restart: bool = False) -> None:
+        """Stop signal to the process group now; SIGKILL after stop_grace (in tick)."""
+        if self.state in (S.STARTING, S.RUNNING) and self.child is not None:
+            self.stop_requested = True
+            self.restart_after_stop = restart
+            self.change_state(S.STOPPING)
+            self.child.begin_stop(self.spec.stop_signal, self.spec.stop_grace)
+        elif self.state == S.BACKOFF:
+            self.change_state(S.STOPPED, "stop requested during backoff")
+
+    def over_memory(self) -> None:
+        """Restart for exceeding max_memory: counted as a failure (pm2 #839), so a leak
+        that refills at once ends in FATAL instead of an endless restart loop."""
+        if self.state in (S.STARTING, S.RUNNING) and self.child is not None and not self.memory_hit:
+            self.memory_hit = True
+            self.last_error = f"over max_memory ({self.spec.max_memory} bytes): restarted"
+            self.child.begin_stop(self.spec.stop_signal, self.spec.stop_grace)
+
+    def kill_now(self) -> None:
+        if self.child is not None and self.alive:
+            self.child.kill_tree(timeout=2.0)
+
+    @property
+    def alive(self) -> bool:
+        return self.state in (S.STARTING, S.RUNNING, S.STOPPING)
+
+    def rss(self) -> int:
+        return self.child.rss_tree() if self.child is not None and self.alive else 0
+
+    def describe(self, now: float) -> dict:
+        running = self.child is not None and self.alive
+        return {"index": self.index, "state": self.state.name,
+                "pid": self.child.pid if running else None,
+                "uptime": round(self.child.ran_for(), 1) if running else 0,
+                "restarts": self.restarts, "last_error": self.last_error}
