@@ -42,12 +42,14 @@ def _load(config: Path, workspace: Path | None):
                    "(for network file systems).")
 @click.option("--grace", type=float, default=None, metavar="SECONDS",
               help="On SIGTERM, how long running tasks may finish (default 30).")
+@click.option("--retry-base", type=float, default=None, metavar="SECONDS",
+              help="Backoff base before a failed task runs again (default 1; doubles per attempt).")
 @click.option("--fast", is_flag=True, help="Skip fsync (durable=False): faster, less safe at power loss.")
 @click.option("--demo", is_flag=True, help="Drop a few demo tasks once the agents are up.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               default="info", show_default=True)
 def up(config: Path, workspace: Path | None, poll: float | None, grace: float | None,
-       fast: bool, demo: bool, log_level: str) -> None:
+       retry_base: float | None, fast: bool, demo: bool, log_level: str) -> None:
     """Run the agents of a manifest and dispatch tasks to them, in the foreground.
 
     SIGTERM/SIGINT drain (a second one stops at once), SIGHUP reloads the manifest.
@@ -64,7 +66,7 @@ def up(config: Path, workspace: Path | None, poll: float | None, grace: float | 
     logging.basicConfig(stream=sys.stderr, level=log_level.upper(),
                         format="%(asctime)s dropsited[%(process)d] %(levelname)s %(message)s")
     daemon = Daemon(manifest, poll=poll, grace=DEFAULT_DRAIN_GRACE if grace is None else grace,
-                    durable=not fast, workspace_override=workspace)
+                    durable=not fast, workspace_override=workspace, retry_base=retry_base)
     if demo:
         from ..demo import schedule_demo
         schedule_demo(daemon)

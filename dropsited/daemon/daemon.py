@@ -41,13 +41,15 @@ GROUPS = {"exec": ExecAgent, "worker": WorkerAgent, "service": ServiceAgent}
 class Daemon:
     def __init__(self, manifest: Manifest, poll: float | None = None,
                  grace: float = DEFAULT_DRAIN_GRACE, durable: bool = True,
-                 notifier: Notifier | None = None, workspace_override: Path | None = None) -> None:
+                 notifier: Notifier | None = None, workspace_override: Path | None = None,
+                 retry_base: float | None = None) -> None:
         self.manifest = manifest
         self.poll = poll
         self.grace = grace
         self.workspace_override = workspace_override
         self.notifier = notifier or Notifier.from_env()
-        self.ds = DropSite(manifest.workspace, durable=durable)
+        retry = {} if retry_base is None else {"retry_base": retry_base}
+        self.ds = DropSite(manifest.workspace, durable=durable, **retry)
         self.lock = DaemonLock(self.ds.workspace)
         self.groups: dict[str, AgentGroup] = {}
         self.retiring: list[AgentGroup] = []
