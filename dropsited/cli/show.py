@@ -39,35 +39,52 @@ def render_task(ds: DropSite, task: Task, folder: str) -> str:
 
 
 def render_chain(ds: DropSite, task: Task) -> list[str]:
-    """Parents up the chain, dependencies and children, as a small tree."""
-    lines: list[str] = []
+    """Parents up the chain, then this task with its dependencies, dependents and children.
+
+    chain
+      A 'research' [done]
+      └─ B 'write' [active]  <- this task
+         ├─ needs C 'fetch images' [inbox]
+         ├─ needed by E 'publish' [inbox]
+         └─ D 'edit' [inbox]
+    """
     parents, seen, current = [], {task.id}, task.parent_id
     while current and current not in seen and len(parents) < 20:
         seen.add(current)
         parent = ds.get_task(current)
         parents.append((current, parent))
         current = parent.parent_id if parent else None
-    children = _children(ds, task.id)
-    deps = task.depends_on
-    if not (parents or children or deps):
-        return lines
-    lines.append("chain")
+    related = _related(ds, task)
+    items = [f"needs {_label(ds, dep, ds.get_task(dep))}" for dep in task.depends_on]
+    items += [f"needed by {_label(ds, t.id, t)}" for t in related["dependents"]]
+    items += [_label(ds, t.id, t) for t in related["children"]]
+    if not (parents or items):
+        return []
+    lines = ["chain"]
     for depth, (pid, parent) in enumerate(reversed(parents)):
-        lines.append(f"  {'  ' * depth}{_label(ds, pid, parent)}")
-    indent = "  " * len(parents)
-    lines.append(f"  {indent}{'└─ ' if parents else ''}{task.id} (this task)")
-    for dep in deps:
-        lines.append(f"  {indent}   needs {_label(ds, dep, ds.get_task(dep))}")
-    for child in children:
-        lines.append(f"  {indent}   └─ {_label(ds, child.id, child)}")
+        lines.append(f"  {_branch(depth)}{_label(ds, pid, parent)}")
+    depth = len(parents)
+    lines.append(f"  {_branch(depth)}{_label(ds, task.id, task)}  <- this task")
+    pad = "   " * depth
+    for n, item in enumerate(items):
+        lines.append(f"  {pad}{'└─' if n == len(items) - 1 else '├─'} {item}")
     return lines
 
 
-def _children(ds: DropSite, task_id: str) -> list[Task]:
-    kids = []
+def _branch(depth: int) -> str:
+    return "" if depth == 0 else "   " * (depth - 1) + "└─ "
+
+
+def _related(ds: DropSite, task: Task) -> dict[str, list[Task]]:
+    """Tasks chained from this one (parent_id) and tasks waiting for it (depends_on)."""
+    found: dict[str, list[Task]] = {"children": [], "dependents": []}
     for folder in TASK_FOLDERS:
-        kids += [t for t in ds.list_tasks(folder) if t.parent_id == task_id]
-    return kids
+        for other in ds.list_tasks(folder):
+            if other.parent_id == task.id:
+                found["children"].append(other)
+            elif task.id in other.depends_on:
+                found["dependents"].append(other)
+    return found
 
 
 def _label(ds: DropSite, task_id: str, task: Task | None) -> str:
