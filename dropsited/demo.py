@@ -27,6 +27,9 @@ def demo_tasks() -> list:
         .context({"text": "hello from a node worker"}).build(),
         TaskBuilder("Summarise a draft", "demo").tag("python")
         .context({"text": "Folders of JSON files are a fine queue for agents."}).build(),
+        TaskBuilder("Publish a summary", "demo").tag("python")
+        .context({"text": "Humans answer from the terminal. Agents wait.",
+                  "needs_approval": True}).build(),
         TaskBuilder("Approve a trade", "demo").assign("human").tag("approval")
         .context({"action": "buy", "ticker": "NVDA", "size": 100}).build(),
     ]
