@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 MANIFEST ?= agents.example.yaml
 
-.PHONY: up test lint bench soak clean
+.PHONY: up test lint bench soak clean peers
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,23 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
+	$(MAKE) --no-print-directory peers
 	touch $(VENV)/.installed $@
+
+# Real peers for the tests, from the registries: pm2 (npm) for the service test and
+# systemd-analyze (Debian) for unit verification. Each is optional: a machine
+# without npm or apt skips the tests that need it, saying why.
+PM2 := $(VENV)/pm2/node_modules/.bin/pm2
+peers:
+	@if command -v npm >/dev/null 2>&1; then \
+	  [ -x $(PM2) ] || npm install --prefix $(VENV)/pm2 --no-audit --no-fund --silent pm2@6 \
+	  || echo "note: npm install pm2 failed; the pm2 test will be skipped"; \
+	else echo "note: no npm; the pm2 test will be skipped"; fi
+	@if ! command -v systemd-analyze >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 \
+	   && [ "$$(id -u)" = 0 ]; then \
+	  (apt-get update -qq && apt-get install -y -qq --no-install-recommends systemd) >/dev/null 2>&1 \
+	  || echo "note: could not install systemd-analyze; unit verification will be skipped"; \
+	fi
 
 up: $(VENV)/.installed
 	$(BIN)/dropsited up -c $(MANIFEST) --demo
