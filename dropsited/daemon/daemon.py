@@ -33,6 +33,7 @@ from .worker_agent import WorkerAgent
 RESCAN_INTERVAL = 5.0
 REAP_INTERVAL = 1.0
 STATUS_INTERVAL = 10.0
+PUBLISH_INTERVAL = 1.0
 MEMORY_INTERVAL = 5.0
 ORPHAN_INTERVAL = 1.0
 GROUPS = {"exec": ExecAgent, "worker": WorkerAgent, "service": ServiceAgent}
@@ -208,7 +209,8 @@ class Daemon:
         if self._due("memory", MEMORY_INTERVAL):
             for group in self._all_groups():
                 group.check_memory()
-        self._publish(force=self._due("status", STATUS_INTERVAL))
+        if self._due("publish", PUBLISH_INTERVAL):  # at most once a second, not per task
+            self._publish(force=self._due("status", STATUS_INTERVAL))
         self.notifier.maybe_ping(now)
         self.retiring = [g for g in self.retiring if not self._retired(g)]
         for group in self.groups.values():
