@@ -156,6 +156,8 @@ def _show(group: click.Group) -> None:
           dropsited show ./workspace 01a21a2512910000575de281af1abee8
         """
         ds = open_workspace(workspace)
+        if any(bad in task_id for bad in ("/", "\\", "..", "\x00")) or not task_id:
+            check_task_id(task_id)  # raises InvalidName with the reason
         found = ds.locate(task_id) if _is_id(task_id) else None
         if found is None:
             record = next((r for r in ds.quarantined() if task_id in
