@@ -44,12 +44,16 @@ def _load(config: Path, workspace: Path | None):
               help="On SIGTERM, how long running tasks may finish (default 30).")
 @click.option("--retry-base", type=float, default=None, metavar="SECONDS",
               help="Backoff base before a failed task runs again (default 1; doubles per attempt).")
+@click.option("--corrupt-grace", type=float, default=None, metavar="SECONDS",
+              help="How long an unreadable inbox/ file may stay before it is quarantined "
+                   "(default 30; a slow writer gets this long to finish).")
 @click.option("--fast", is_flag=True, help="Skip fsync (durable=False): faster, less safe at power loss.")
 @click.option("--demo", is_flag=True, help="Drop a few demo tasks once the agents are up.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               default="info", show_default=True)
 def up(config: Path, workspace: Path | None, poll: float | None, grace: float | None,
-       retry_base: float | None, fast: bool, demo: bool, log_level: str) -> None:
+       retry_base: float | None, corrupt_grace: float | None, fast: bool, demo: bool,
+       log_level: str) -> None:
     """Run the agents of a manifest and dispatch tasks to them, in the foreground.
 
     SIGTERM/SIGINT drain (a second one stops at once), SIGHUP reloads the manifest.
@@ -66,7 +70,8 @@ def up(config: Path, workspace: Path | None, poll: float | None, grace: float | 
     logging.basicConfig(stream=sys.stderr, level=log_level.upper(),
                         format="%(asctime)s dropsited[%(process)d] %(levelname)s %(message)s")
     daemon = Daemon(manifest, poll=poll, grace=DEFAULT_DRAIN_GRACE if grace is None else grace,
-                    durable=not fast, workspace_override=workspace, retry_base=retry_base)
+                    durable=not fast, workspace_override=workspace, retry_base=retry_base,
+                    corrupt_grace=corrupt_grace)
     if demo:
         from ..demo import schedule_demo
         schedule_demo(daemon)

@@ -43,14 +43,16 @@ class Daemon:
     def __init__(self, manifest: Manifest, poll: float | None = None,
                  grace: float = DEFAULT_DRAIN_GRACE, durable: bool = True,
                  notifier: Notifier | None = None, workspace_override: Path | None = None,
-                 retry_base: float | None = None) -> None:
+                 retry_base: float | None = None, corrupt_grace: float | None = None) -> None:
         self.manifest = manifest
         self.poll = poll
         self.grace = grace
         self.workspace_override = workspace_override
         self.notifier = notifier or Notifier.from_env()
-        retry = {} if retry_base is None else {"retry_base": retry_base}
-        self.ds = DropSite(manifest.workspace, durable=durable, **retry)
+        options = {} if retry_base is None else {"retry_base": retry_base}
+        if corrupt_grace is not None:
+            options["corrupt_grace"] = corrupt_grace
+        self.ds = DropSite(manifest.workspace, durable=durable, **options)
         self.lock = DaemonLock(self.ds.workspace)
         self.groups: dict[str, AgentGroup] = {}
         self.retiring: list[AgentGroup] = []
