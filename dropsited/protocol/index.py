@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import DropSiteError
-from .store import BadFile, TaskStore, parse_temp_name
+from .store import BadFile, TaskStore
 from .task import Task
 
 
@@ -50,11 +50,12 @@ def routable(entry_assigned: str | None, entry_tags: frozenset, agent: str | Non
              tags: frozenset | None) -> bool:
     """0.1.0's routing: never another agent's task; a tag filter needs one shared tag.
 
-    A task assigned to this agent by name is always taken, tags or not.
+    The tag filter applies to tasks assigned to this agent too: 0.1.0's
+    AgentLoop lists the inbox filtered by tags first and skips other agents'
+    tasks second, so an agent with filter_tags never takes an untagged task,
+    even one assigned to it by name.
     """
-    if entry_assigned is not None and agent is not None:
-        return entry_assigned == agent
-    if entry_assigned is not None:
+    if entry_assigned is not None and entry_assigned != agent:
         return False
     return not tags or bool(tags & entry_tags)
 
@@ -112,8 +113,12 @@ class FolderIndex:
         self._observe(name, None)
 
     def _observe(self, name: str, dirent: os.DirEntry | None) -> None:
-        if parse_temp_name(name):
-            return  # a move in progress; store.recover_temp_files owns these
+        if not name.endswith(".json") or name.startswith("."):
+            # Not a task file name: our own temp files, 0.1.0's `<id>.tmp`, a
+            # foreign writer's `x.json.part` on its way to an `mv`, an editor's
+            # swap file. Readers list `*.json` only; these are never parsed nor
+            # quarantined, so a slow writer that pauses is not cut off.
+            return
         try:
             inode = dirent.inode() if dirent is not None else os.lstat(self._path(name)).st_ino
         except FileNotFoundError:
@@ -139,9 +144,7 @@ class FolderIndex:
             return
         reason = None
         task = None
-        if not name.endswith(".json") or name.startswith("."):
-            reason = "not a task file name (<task id>.json)"
-        elif not stat.S_ISREG(info.st_mode):
+        if not stat.S_ISREG(info.st_mode):
             reason = "symbolic link (never followed)" if stat.S_ISLNK(info.st_mode) else "not a regular file"
         else:
             try:

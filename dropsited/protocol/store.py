@@ -336,6 +336,16 @@ class TaskStore:
             os.close(fd)
 
     # -- recovery -----------------------------------------------------------
+    def _temp_problem(self, path: Path, task_id: str) -> str | None:
+        """Why a temp file is not a complete task with this id, or None if it is."""
+        try:
+            task = Task.from_json(read_bytes(path, self.max_task_bytes), default_id=task_id)
+        except (BadFile, InvalidTask) as exc:
+            return getattr(exc, "reason", str(exc))
+        except FileNotFoundError:
+            return "vanished"
+        return None if task.id == task_id else f"id {task.id!r} does not match"
+
     def recover_temp_files(self, min_age: float = 0.0) -> list[str]:
         """Finish or discard the temp files of writers that died mid-move.
 
@@ -361,6 +371,11 @@ class TaskStore:
                 if self.locate(task_id) is not None:
                     _unlink_quietly(path)
                     actions.append(f"removed uncommitted temp file {folder}/{entry.name}")
+                elif (problem := self._temp_problem(path, task_id)) is not None:
+                    # A submit killed mid-write leaves a partial temp file and no
+                    # other copy: promoting it would put a corrupt file in inbox/.
+                    self.quarantine(path, f"unfinished write of {task_id}: {problem}")
+                    actions.append(f"quarantined unreadable temp file {folder}/{entry.name}")
                 else:
                     try:
                         os.rename(path, self.root / folder / f"{task_id}.json")

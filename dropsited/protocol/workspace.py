@@ -243,6 +243,7 @@ class DropSite:
         return found.path if found else self.workspace / "active" / f"{task.id}.json"
 
     def _leave_active(self, task: Task, dest: str) -> str:
+        check_task_id(task.id)  # a hand-made Task(id="../x") must not name a path
         try:
             self.store.move(self._held_path(task), dest, task, held=True)
             if dest == "inbox":
@@ -309,7 +310,8 @@ class DropSite:
             if tags and not any(t in task.tags for t in tags):
                 continue
             tasks.append(task)
-        tasks.sort(key=lambda t: (t.priority, t.created_at))
+        # 0.1.0 sorts the file names first, so ties fall back to the id.
+        tasks.sort(key=lambda t: (t.priority, t.created_at, t.id))
         return tasks
 
     def get_task(self, task_id: str) -> Task | None:
@@ -409,14 +411,21 @@ class DropSite:
         return None
 
     def _claimed_at(self, path: Path) -> float | None:
+        """When a 0.1.0-style claim (`active/<id>.json`) was made.
+
+        0.1.0 renames first and records the claim afterwards, so a crash in
+        between leaves a task whose last history entry is not `active`
+        (defect 3). Its claim time is then the rename itself, which set the
+        file's ctime; without this fallback such a task was never reaped.
+        """
         try:
             task = self.store.load(path)
+            changed = os.lstat(path).st_ctime
         except (FileNotFoundError, BadFile):
             return None
-        for entry in reversed(task.history):
-            if entry.get("status") == "active":
-                return parse_iso(entry.get("at", ""))
-        return None
+        if task.history and task.history[-1].get("status") == "active":
+            return parse_iso(task.history[-1].get("at", "")) or changed
+        return changed
 
     def _reap_one(self, path: Path, reason: str) -> bool:
         try:
