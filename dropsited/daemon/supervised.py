@@ -106,7 +106,9 @@ class Supervised:
         code, sig = child.exit_status()
         if self.on_exit is not None:
             self.on_exit(child)
-        if code not in (0, None) or sig is not None:
+        if self.memory_hit:
+            pass  # the stop signal was ours; over_memory already recorded why
+        elif code not in (0, None) or sig is not None:
             tail = self.stderr_tail[-1] if self.stderr_tail else ""
             what = f"killed by signal {sig}" if sig is not None else f"exit status {code}"
             self.last_error = f"{what}: {tail}" if tail else what
