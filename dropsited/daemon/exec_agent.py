@@ -105,7 +105,10 @@ class ExecAgent(AgentGroup):
                 out, err = child.popen.communicate()
                 return out or b"", err or b"", True, False
             if child.popen.poll() is not None:
-                self._kill_leftovers(child)  # a grandchild holds the pipes open
+                # The agent exited but something still holds its pipes open: a
+                # grandchild, maybe one that left the process group (setsid), so
+                # a group signal is not enough. kill_tree also finds it by its tag.
+                child.kill_tree(timeout=2.0)
 
     @staticmethod
     def _kill_leftovers(child: ChildProcess) -> None:
