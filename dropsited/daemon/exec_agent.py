@@ -93,7 +93,10 @@ class ExecAgent(AgentGroup):
             wait = POLL_SLICE if deadline is None else max(0.0, min(POLL_SLICE, deadline - self.ctx.clock()))
             try:
                 out, err = child.popen.communicate(data, timeout=wait)
-                return out or b"", err or b"", False, False
+                # kill_now's SIGKILL may end the process before we look at the
+                # flag: a death by signal after it was set is the daemon's doing
+                killed = self.kill_requested and (child.popen.returncode or 0) < 0
+                return out or b"", err or b"", False, killed
             except subprocess.TimeoutExpired:
                 data = None  # sent (or being sent) by the first call
             if self.kill_requested:

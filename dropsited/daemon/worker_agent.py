@@ -118,6 +118,8 @@ class WorkerInstance(Supervised):
                                    details={"reason": "timeout"})
                 continue
             if line == b"" and reader.eof:
+                if self.group.kill_requested:
+                    return None  # killed by kill_now, not by the task: requeue unused
                 return self._died(child)
             outcome = from_reply_line(line)
             if outcome is not None:
