@@ -225,6 +225,11 @@ class Daemon:
                 log.info("reaped %s (%s)", task_id, reason)
         except (DropSiteError, OSError) as exc:
             log.error("reaping failed: %s", exc)
+        # A task this daemon holds but no agent runs is one whose outcome could not be
+        # written (disk full): the reaper never takes it (its holder is alive), so
+        # requeue it here, unused, once the disk takes writes again.
+        running = {tid for group in self._all_groups() for tid in group.running}
+        self._release_own_tasks("its outcome could not be recorded", keep=running)
 
     def _reap_orphans(self) -> None:
         known = set()
@@ -368,31 +373,37 @@ class Daemon:
             if event[0] == "finished":
                 self._apply(event)
 
-    def _release_own_tasks(self) -> None:
-        """Anything still held under this daemon's pid goes back to the inbox, unused."""
+    def _release_own_tasks(self, reason: str = "daemon stopped",
+                           keep: frozenset | set = frozenset()) -> None:
+        """Anything still held under this daemon's pid (except `keep`) goes back to the inbox, unused."""
         me = os.getpid()
         for entry in list(self.ds.store.entries("active")):
             parsed = parse_active_name(entry.name)
-            if not parsed or parsed[1] is None or parsed[1].pid != me:
+            if not parsed or parsed[1] is None or parsed[1].pid != me or parsed[0] in keep:
                 continue
             try:
                 task = self.ds.store.load(Path(entry.path))
-                self.ds.release(task, "daemon stopped")
+                self.ds.release(task, reason)
+                log.info("requeued %s: %s", parsed[0], reason)
             except (DropSiteError, FileNotFoundError) as exc:
-                log.error("could not requeue %s: %s", entry.name, exc)
+                self._once("release", f"could not requeue {entry.name}: {exc}")
 
     # -- status ------------------------------------------------------------------------------
     def _publish(self, force: bool = False) -> None:
         now = self.ctx.clock()
-        for group in self._all_groups():
-            record = group.describe(now)
-            comparable = {k: v for k, v in record.items() if k not in ("uptime", "instances")}
-            if force or self.published.get(group.name) != comparable:
-                self.published[group.name] = comparable
-                registered = self.registered.setdefault(group.name, record_time())
-                write_agent_record(self.ds, group.name, record, registered)
-        if force:
-            self._publish_daemon()
+        try:
+            for group in self._all_groups():
+                record = group.describe(now)
+                comparable = {k: v for k, v in record.items() if k not in ("uptime", "instances")}
+                if force or self.published.get(group.name) != comparable:
+                    registered = self.registered.setdefault(group.name, record_time())
+                    write_agent_record(self.ds, group.name, record, registered)
+                    self.published[group.name] = comparable
+            if force:
+                self._publish_daemon()
+        except (DropSiteError, OSError) as exc:
+            # A full disk must not stop the daemon; the records are rewritten once it can.
+            self._once("publish", f"cannot write status records: {exc}")
 
     def _publish_daemon(self) -> None:
         counts = self.ds.stats()

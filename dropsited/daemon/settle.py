@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from ..protocol import ClaimLost, DropSiteError, Task
 from ..protocol.workspace import DropSite
 from .context import log
@@ -27,9 +29,22 @@ def settle(ds: DropSite, task: Task, outcome: Outcome, agent: str) -> str:
         return "lost"
     except DropSiteError as exc:
         # Disk full or similar: the task stays in active/ under the daemon's
-        # name and is requeued by the next recovery; never lost.
-        log.error("%s: could not record outcome of %s: %s", agent, task.id, exc)
+        # name and the daemon requeues it once writes succeed again; never lost.
+        # Logged once a minute, not once per task, while the condition lasts.
+        _log_storage_error(f"{agent}: could not record outcome of {task.id}: {exc}")
         return "error"
+
+
+_last_storage_error = [0.0]
+
+
+def _log_storage_error(message: str) -> None:
+    now = time.monotonic()
+    if now - _last_storage_error[0] >= 60.0:
+        _last_storage_error[0] = now
+        log.error("%s (further such errors are not logged for a minute)", message)
+    else:
+        log.debug("%s", message)
 
 
 def release(ds: DropSite, task: Task, reason: str, agent: str) -> None:
