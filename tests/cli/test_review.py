@@ -209,6 +209,9 @@ def test_ctrl_c_releases_and_exits_130(ds: DropSite, terminal) -> None:
     tid = ds.submit(TaskBuilder("Approve", "larry").assign("human").build())
     term = terminal("review", str(ds.workspace))
     term.expect("Answer (")
+    # The prompt is printed just before the read starts; a SIGINT in between is only
+    # noticed at the next key, so give the read a moment to begin, as a human would.
+    time.sleep(0.5)
     term.type("\x03")
     term.expect("Interrupted.")
     assert term.finish() == 128 + signal.SIGINT  # 130, as shells report Ctrl-C
