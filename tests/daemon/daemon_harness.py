@@ -1,0 +1,254 @@
+"""Run a real `dropsited up` in tmp_path and watch what it does to the task folders.
+
+    @pytest.fixture
+    def run_daemon(tmp_path):
+        with daemon_session(tmp_path) as make:
+            yield make
+
+    def test_x(run_daemon):
+        d = run_daemon([agent("echo", ["/bin/echo", "hi"])])
+        task_id = d.drop("hello")
+        assert d.wait_in(task_id, "done")["result"] == {"output": "hi"}
+        assert d.stop() == 0
+
+Every wait is a deadline poll (10-20 ms); leaving `daemon_session` kills whatever a test
+left behind: the daemon, its agents and their grandchildren (anything whose command
+line or environment names tmp_path).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+import psutil
+import yaml
+
+from dropsited import DropSite
+from dropsited.protocol import TaskBuilder
+
+DROPSITED = str(Path(sys.executable).parent / "dropsited")
+POLL = 0.015
+FOLDERS = ("inbox", "active", "done", "failed", "blocked", "feedback")
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 10.0, what: str = "") -> object:
+    """Poll `predicate` until it returns something truthy; AssertionError at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+        time.sleep(POLL)
+
+
+def write_script(path: Path, text: str) -> Path:
+    path.write_text(text)
+    path.chmod(0o755)
+    return path
+
+
+def py(code: str) -> list[str]:
+    """A `sys.executable -c` command for the manifest."""
+    return [sys.executable, "-c", code]
+
+
+def agent(name: str, command: list[str] | str, **keys: object) -> dict:
+    return {"name": name, "command": command, **keys}
+
+
+class RunningDaemon:
+    """One `dropsited up` subprocess and its workspace."""
+
+    def __init__(self, tmp_path: Path, agents: list[dict], args: list[str],
+                 env: dict | None, defaults: dict | None) -> None:
+        self.tmp_path = tmp_path
+        self.ws = tmp_path / "ws"
+        self.manifest = tmp_path / "agents.yaml"
+        self.args = args
+        self.env = {**os.environ, **(env or {})}
+        self.write_manifest(agents, defaults)
+        self.ds = DropSite(self.ws, durable=False)
+        self.proc: subprocess.Popen | None = None
+        self.runs = 0
+
+    def write_manifest(self, agents: list[dict], defaults: dict | None = None) -> None:
+        doc: dict = {"workspace": "ws", "agents": agents}
+        if defaults:
+            doc["defaults"] = defaults
+        self.manifest.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+    # -- the process ----------------------------------------------------------
+    @property
+    def stderr_path(self) -> Path:
+        return self.tmp_path / f"daemon-{self.runs}.err"
+
+    def start(self, wait: bool = True) -> RunningDaemon:
+        self.runs += 1
+        with open(self.stderr_path, "wb") as err:
+            self.proc = subprocess.Popen(
+                [DROPSITED, "up", "-c", str(self.manifest), "--grace", "2", "--retry-base",
+                 "0.05", "--fast", "--log-level", "info", *self.args],
+                stdin=subprocess.DEVNULL, stdout=err, stderr=err, env=self.env,
+                cwd=self.tmp_path)
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 10.0) -> None:
+        def ready() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"daemon exited {self.proc.returncode}:\n{self.stderr()}")
+            record = self.daemon_record()
+            return record.get("pid") == self.proc.pid and record.get("state") == "running"
+        wait_until(ready, timeout, "daemon.json state running")
+
+    def daemon_record(self) -> dict:
+        try:
+            return json.loads((self.ws / ".dropsited" / "daemon.json").read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
+
+    def send(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        """Signal the daemon and wait for it; returns its exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"daemon did not exit within {timeout}s:\n{self.stderr()}") from None
+
+    def cpu_seconds(self) -> float:
+        times = psutil.Process(self.proc.pid).cpu_times()
+        return times.user + times.system
+
+    # -- tasks --------------------------------------------------------------------
+    def drop(self, title: str = "t", *, to: str | None = None, tags: tuple[str, ...] = (),
+             context: dict | None = None, max_retries: int = 3) -> str:
+        builder = TaskBuilder(title, "test").max_retries(max_retries)
+        if to:
+            builder = builder.assign(to)
+        if tags:
+            builder = builder.tag(*tags)
+        if context:
+            builder = builder.context(context)
+        return self.ds.submit(builder.build())
+
+    def folder_of(self, task_id: str) -> str | None:
+        found = self.ds.store.locate(task_id)
+        return found.folder if found else None
+
+    def folders_holding(self, task_id: str) -> list[str]:
+        """Every folder with a file for `task_id` (more than one is a protocol bug)."""
+        return [f for f in FOLDERS if any(p.name.split("~")[0] == f"{task_id}.json"
+                                          or p.name.startswith(task_id + "~")
+                                          for p in (self.ws / f).iterdir())]
+
+    def wait_in(self, task_id: str, folder: str, timeout: float = 10.0) -> dict:
+        """Wait for the task to reach `folder`; returns the task document there."""
+        def there() -> dict | None:
+            path = self.ws / folder / f"{task_id}.json"
+            if folder == "active":
+                hits = list((self.ws / "active").glob(f"{task_id}~*.json"))
+                path = hits[0] if hits else path
+            try:
+                return json.loads(path.read_text())
+            except (FileNotFoundError, ValueError):
+                return None
+        try:
+            return wait_until(there, timeout, f"{task_id} in {folder}/")
+        except AssertionError:
+            raise AssertionError(f"{task_id} not in {folder}/ but in {self.folder_of(task_id)}/ "
+                                 f"after {timeout}s; daemon log:\n{self.stderr()[-4000:]}") from None
+
+    def agent_record(self, name: str) -> dict:
+        try:
+            return json.loads((self.ws / "agents" / f"{name}.json").read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def wait_agent(self, name: str, predicate: Callable[[dict], bool], timeout: float = 10.0,
+                   what: str = "") -> dict:
+        def check() -> dict | None:
+            record = self.agent_record(name)
+            return record if record and predicate(record) else None
+        try:
+            return wait_until(check, timeout, what or f"agent {name} record")
+        except AssertionError:
+            raise AssertionError(f"agent {name}: {what}; record {self.agent_record(name)}\n"
+                                 f"{self.stderr()[-3000:]}") from None
+
+    def log_text(self, name: str) -> str:
+        path = self.ws / "agents" / "logs" / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def cli(self, *args: str, timeout: float = 15.0) -> subprocess.CompletedProcess:
+        return subprocess.run([DROPSITED, *args], capture_output=True, text=True,
+                              timeout=timeout, env=self.env, cwd=self.tmp_path)
+
+
+def processes_of(tmp_path: Path) -> list[psutil.Process]:
+    """Live processes whose command line or environment names tmp_path (ours, never others')."""
+    mark = str(tmp_path)
+    me = os.getpid()
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline", "status"]):
+        if proc.pid == me or proc.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        try:
+            if any(mark in part for part in proc.info["cmdline"] or ()):
+                found.append(proc)
+                continue
+            env = proc.environ()
+        except (psutil.Error, OSError):
+            continue
+        if any(mark in value for value in env.values()):
+            found.append(proc)
+    return found
+
+
+def kill_leftovers(tmp_path: Path) -> list[int]:
+    procs = processes_of(tmp_path)
+    for proc in procs:
+        with suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(procs, timeout=3)
+    return [p.pid for p in procs]
+
+
+@contextmanager
+def daemon_session(tmp_path: Path) -> Iterator[Callable[..., RunningDaemon]]:
+    """`make(agents, *args, env=None, defaults=None, start=True)` -> RunningDaemon; on exit,
+    every daemon is killed and so is any process that names tmp_path."""
+    started: list[RunningDaemon] = []
+
+    def make(agents: list[dict], *args: str, env: dict | None = None,
+             defaults: dict | None = None, start: bool = True) -> RunningDaemon:
+        daemon = RunningDaemon(tmp_path, agents, list(args), env, defaults)
+        started.append(daemon)
+        return daemon.start() if start else daemon
+
+    try:
+        yield make
+    finally:
+        for daemon in started:
+            if daemon.proc is not None and daemon.proc.poll() is None:
+                daemon.proc.kill()
+                daemon.proc.wait(timeout=5)
+        kill_leftovers(tmp_path)
+

@@ -1,0 +1,168 @@
+"""SIGKILL anywhere (issue 3 §5, §9): an agent, a worker, the daemon itself, an external
+AgentLoop. Tasks are reaped and finished by another attempt; nothing is lost, nothing
+is in two folders, no agent outlives the daemon."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from .daemon_harness import agent, daemon_session, processes_of, wait_until, write_script
+
+# First attempt of each task: write the pid where the test finds it, then hang.
+# Later attempts: succeed at once.
+HANG_ONCE = """
+import os, sys, time
+marks = os.environ["MARKS"]
+pidfile = os.path.join(marks, os.environ["DROPSITE_TASK_ID"] + ".pid")
+if os.path.exists(pidfile):
+    print('{"attempt": "later"}')
+    sys.exit(0)
+with open(pidfile + ".tmp", "w") as f:
+    f.write(str(os.getpid()))
+os.rename(pidfile + ".tmp", pidfile)
+time.sleep(60)
+"""
+WORKER_HANG_ONCE = """
+import json, os, sys, time
+marks = os.environ["MARKS"]
+for line in sys.stdin:
+    task = json.loads(line)
+    pidfile = os.path.join(marks, task["id"] + ".pid")
+    if not os.path.exists(pidfile):
+        with open(pidfile + ".tmp", "w") as f:
+            f.write(str(os.getpid()))
+        os.rename(pidfile + ".tmp", pidfile)
+        time.sleep(60)
+    print(json.dumps({"id": task["id"], "status": "done", "result": {"pid": os.getpid()}}),
+          flush=True)
+"""
+EXTERNAL_LOOP = """
+import os, sys, time
+from dropsited import DropSite, AgentLoop
+
+def handle(task):
+    open(sys.argv[2], "w").write(task.id)
+    time.sleep(60)
+
+AgentLoop(DropSite(sys.argv[1]), "external", handle, poll_interval=0.05, verbose=False).run()
+"""
+
+
+@pytest.fixture
+def run_daemon(tmp_path: Path):
+    with daemon_session(tmp_path) as make:
+        yield make
+
+
+@pytest.fixture
+def marks(tmp_path: Path) -> Path:
+    path = tmp_path / "marks"
+    path.mkdir()
+    return path
+
+
+def pid_of_attempt(marks: Path, task_id: str, timeout: float = 10.0) -> int:
+    path = marks / f"{task_id}.pid"
+    wait_until(path.exists, timeout, f"first attempt of {task_id} running")
+    return int(path.read_text())
+
+
+def test_sigkill_of_an_exec_agent_mid_task_is_a_failed_attempt_then_done(
+        run_daemon, marks: Path) -> None:
+    d = run_daemon([agent("hang", [sys.executable, "-c", HANG_ONCE], env={"MARKS": str(marks)})])
+    task_id = d.drop(to="hang")
+    os.kill(pid_of_attempt(marks, task_id), signal.SIGKILL)
+    task = d.wait_in(task_id, "done")
+    assert task["result"] == {"attempt": "later"}
+    assert task["retry_count"] == 1
+    retry = next(e for e in task["history"] if e["status"] == "retry")
+    assert retry["signal"] == "SIGKILL"
+    assert d.stop() == 0
+
+
+def test_sigkill_of_a_worker_mid_task_restarts_it_and_the_task_is_done(
+        run_daemon, marks: Path) -> None:
+    d = run_daemon([agent("worker", [sys.executable, "-c", WORKER_HANG_ONCE], mode="worker",
+                          env={"MARKS": str(marks)}, start_seconds="0.1s",
+                          backoff={"initial": "0.05s", "max": "0.1s"})])
+    task_id = d.drop(to="worker")
+    first = pid_of_attempt(marks, task_id)
+    os.kill(first, signal.SIGKILL)
+    task = d.wait_in(task_id, "done")
+    assert task["result"]["pid"] != first
+    assert task["retry_count"] == 1
+    assert "worker died mid-task" in task["history"][-3]["error"]
+    d.wait_agent("worker", lambda r: r["restarts"] == 1 and r["state"] in ("STARTING", "RUNNING"),
+                 what="worker restarted once")
+    assert d.stop() == 0
+
+
+def test_sigkill_of_the_daemon_mid_task_then_restart_loses_nothing(
+        run_daemon, marks: Path, tmp_path: Path) -> None:
+    agents = [agent("hang", [sys.executable, "-c", HANG_ONCE], env={"MARKS": str(marks)},
+                    concurrency=3),
+              agent("worker", [sys.executable, "-c", WORKER_HANG_ONCE], mode="worker",
+                    env={"MARKS": str(marks)}, start_seconds="0.1s"),
+              agent("quick", ["/bin/echo", "quick"])]
+    d = run_daemon(agents)
+    running = [d.drop(f"exec {i}", to="hang") for i in range(3)] + [d.drop("w", to="worker")]
+    agent_pids = [pid_of_attempt(marks, task_id) for task_id in running]
+    d.proc.kill()
+    d.proc.wait(timeout=5)
+    # pdeathsig: every agent dies with the daemon, without anyone stopping it
+    wait_until(lambda: all(gone(p) for p in agent_pids), 3, "agents gone with the daemon")
+    assert not [p for p in processes_of(tmp_path) if p.pid in agent_pids]
+    queued = [d.drop(f"while down {i}", to="quick") for i in range(3)]
+    for task_id in running + queued:
+        assert len(d.folders_holding(task_id)) == 1
+    d.start()
+    for task_id in running:
+        task = d.wait_in(task_id, "done", timeout=10)
+        assert task["retry_count"] == 1  # the reap at start counts as an attempt
+        assert task["result"]["attempt" if "exec" in task["title"] else "pid"]
+    for task_id in queued:
+        assert d.wait_in(task_id, "done")["result"] == {"output": "quick"}
+    for task_id in running + queued:
+        assert d.folders_holding(task_id) == ["done"]
+    assert d.stop() == 0
+
+
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_an_external_agentloop_killed_mid_task_has_its_task_back_within_seconds(
+        run_daemon, tmp_path: Path) -> None:
+    d = run_daemon([agent("local", ["/bin/echo", "local"])])
+    script = write_script(tmp_path / "external.py", EXTERNAL_LOOP)
+    marker = tmp_path / "external.took"
+    ext = subprocess.Popen([sys.executable, str(script), str(d.ws), str(marker)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        task_id = d.drop(to="external", max_retries=3)
+        wait_until(marker.exists, 10, "external AgentLoop took the task")
+        assert d.folder_of(task_id) == "active"
+        ext.kill()
+        ext.wait(timeout=5)
+        killed_at = time.monotonic()
+        task = d.wait_in(task_id, "inbox", timeout=5)
+        assert time.monotonic() - killed_at < 2.5
+        assert task["retry_count"] == 1
+        assert task["history"][-1].get("reason") == "holder_dead"
+        assert d.folders_holding(task_id) == ["inbox"]
+    finally:
+        if ext.poll() is None:
+            ext.kill()
+            ext.wait()
+    assert d.stop() == 0
