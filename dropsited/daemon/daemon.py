@@ -49,6 +49,9 @@ class Daemon:
         self.grace = grace
         self.workspace_override = workspace_override
         self.notifier = notifier or Notifier.from_env()
+        # Read before DropSite() tightens the workspace root, so _warn_permissions still
+        # tells the operator it was open.
+        self.modes_at_start = {p: _mode(p) for p in (manifest.workspace, manifest.path)}
         options = {} if retry_base is None else {"retry_base": retry_base}
         if corrupt_grace is not None:
             options["corrupt_grace"] = corrupt_grace
@@ -104,12 +107,11 @@ class Daemon:
         log.info("dropsited ready: %d agents on %s", len(self.groups), ws)
 
     def _warn_permissions(self) -> None:
-        for path in (self.ds.workspace, self.manifest.path):
-            try:
-                mode = os.stat(path).st_mode
-            except OSError:
-                continue
-            if mode & (stat.S_IWGRP | stat.S_IWOTH):
+        ws = self.ds.workspace
+        paths = [ws, self.manifest.path, *(ws / name for name in self.ds.DIRS)]
+        for path in paths:
+            mode = self.modes_at_start.get(path) or _mode(path)
+            if mode is not None and mode & (stat.S_IWGRP | stat.S_IWOTH):
                 log.warning("%s is writable by %s: anyone who can write it can run commands "
                             "as this daemon's user", path,
                             "everyone" if mode & stat.S_IWOTH else "its group")
@@ -413,6 +415,13 @@ class Daemon:
                   "agents": sorted(self.groups), "queues": counts, "status": summary}
         write_daemon_record(self.ds.workspace, record)
         self.notifier.status(summary)
+
+
+def _mode(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_mode
+    except OSError:
+        return None
 
 
 def record_time() -> str:
