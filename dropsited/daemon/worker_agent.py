@@ -151,11 +151,15 @@ class WorkerAgent(AgentGroup):
         for worker in self.workers:
             worker.start()
 
+    def wanted(self) -> list[WorkerInstance]:
+        """The instances that take tasks; those beyond the concurrency are on their way out."""
+        return self.workers[:self.spec.concurrency]
+
     def free_slots(self) -> int:
-        return sum(1 for w in self.workers if w.idle())
+        return sum(1 for w in self.wanted() if w.idle())
 
     def assign(self, task: Task) -> None:
-        worker = next(w for w in self.workers if w.idle())
+        worker = next(w for w in self.wanted() if w.idle())
         self.running[task.id] = task
         worker.give(task)
 
@@ -173,6 +177,7 @@ class WorkerAgent(AgentGroup):
     def tick(self, now: float) -> None:
         for worker in self.workers:
             worker.tick(now)
+        self.stop_surplus()
 
     def check_memory(self) -> None:
         if self.spec.max_memory is None:
@@ -188,8 +193,13 @@ class WorkerAgent(AgentGroup):
             worker = WorkerInstance(self, len(self.workers))
             self.workers.append(worker)
             worker.start()
-        for worker in self.workers[concurrency:]:
-            worker.begin_stop()
+        self.stop_surplus()
+
+    def stop_surplus(self) -> None:
+        """Stop instances beyond the concurrency once idle: a scale-down cuts no task short."""
+        for worker in self.workers[self.spec.concurrency:]:
+            if worker.current is None:
+                worker.begin_stop()
 
     def reap_removed(self) -> None:
         """Forget instances beyond the concurrency once they have stopped."""
