@@ -44,6 +44,16 @@ for line in sys.stdin:
     print(json.dumps({"id": task["id"], "status": "done", "result": {"pid": os.getpid()}}),
           flush=True)
 """
+GRANDCHILD = """
+import os, sys, time
+if os.fork() == 0:
+    os.setsid()  # out of the agent's session: pdeathsig and group signals miss it
+    with open(sys.argv[1] + ".tmp", "w") as f:
+        f.write(str(os.getpid()))
+    os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+while True:
+    time.sleep(1)
+"""
 EXTERNAL_LOOP = """
 import os, sys, time
 from dropsited import DropSite, AgentLoop
@@ -165,4 +175,37 @@ def test_an_external_agentloop_killed_mid_task_has_its_task_back_within_seconds(
         if ext.poll() is None:
             ext.kill()
             ext.wait()
+    assert d.stop() == 0
+
+
+def test_a_restart_stops_the_grandchildren_a_sigkilled_daemon_left(run_daemon,
+                                                                  tmp_path: Path) -> None:
+    """pdeathsig reaches only the agent itself; a grandchild that left its session survives
+    the daemon's SIGKILL, and the next daemon on the workspace stops it (issue 3 §5)."""
+    pidfile = tmp_path / "grandchild.pid"
+    d = run_daemon([agent("forker", [sys.executable, "-c", GRANDCHILD, str(pidfile)],
+                          mode="service")])
+    wait_until(pidfile.exists, 5, "grandchild started")
+    grandchild = int(pidfile.read_text())
+    d.proc.kill()
+    d.proc.wait(timeout=5)
+    assert not gone(grandchild)
+    pidfile.unlink()
+    d.start()
+    wait_until(lambda: gone(grandchild), 3, "orphan of the previous daemon stopped")
+    assert "left by a previous daemon" in d.stderr()
+    assert d.stop() == 0
+
+
+def test_a_task_that_kills_every_agentloop_that_takes_it_ends_in_failed(run_daemon) -> None:
+    """Each reap counts as an attempt, so a poison task stops looping (issue 3 §5)."""
+    suicide = ("import os, signal\nfrom dropsited import DropSite, AgentLoop\n"
+               "AgentLoop(DropSite(os.environ['DROPSITE_WORKSPACE']), 'loop',"
+               " lambda task: os.kill(os.getpid(), signal.SIGKILL), poll_interval=0.05).run()")
+    d = run_daemon([agent("loop", [sys.executable, "-c", suicide], mode="service",
+                          start_seconds="0s", backoff={"initial": "0.05s", "max": "0.1s"},
+                          give_up={"failures": 20, "window": "60s"})])
+    task = d.wait_in(d.drop(to="loop", max_retries=2), "failed", timeout=15)
+    assert task["retry_count"] == 3
+    assert "holder_dead" in task["history"][-1]["error"]
     assert d.stop() == 0

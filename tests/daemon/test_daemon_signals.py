@@ -123,3 +123,23 @@ def test_sd_notify_ready_watchdog_status_reload_and_stopping(run_daemon, tmp_pat
         assert d.stop() == 0, d.stderr()
         sock.wait_for("STOPPING=1", timeout=2)
     assert sys.executable
+
+
+def test_scaling_a_worker_down_lets_busy_instances_finish(run_daemon) -> None:
+    """Regression: resize() used to SIGTERM surplus workers mid-task (an attempt used)."""
+    slow = py("import json, os, sys, time\nfor line in sys.stdin:\n"
+              "    task = json.loads(line)\n    time.sleep(0.8)\n"
+              "    print(json.dumps({'id': task['id'], 'result': {'pid': os.getpid()}}), flush=True)")
+    agents = [agent("w", slow, mode="worker", concurrency=2, start_seconds="0.1s")]
+    d = run_daemon(agents)
+    pids = d.wait_agent("w", lambda r: len(r["pids"]) == 2, what="two workers")["pids"]
+    ids = [d.drop(f"t{i}", to="w") for i in range(2)]
+    for task_id in ids:
+        d.wait_in(task_id, "active")
+    d.write_manifest([{**agents[0], "concurrency": 1}])
+    d.send(signal.SIGHUP)
+    for task_id in ids:
+        task = d.wait_in(task_id, "done")
+        assert task["retry_count"] == 0, task["history"]
+    assert d.wait_agent("w", lambda r: len(r["pids"]) == 1, what="one worker left")["pids"][0] in pids
+    assert d.stop() == 0
