@@ -16,7 +16,6 @@ import stat
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 from .errors import DropSiteError
 from .store import BadFile, TaskStore
@@ -130,11 +129,22 @@ class FolderIndex:
             self.discard(name)
         self._parse(name, inode)
 
-    def _path(self, name: str) -> Path:
-        return self.store.folder(self.folder) / name
+    def _path(self, name: str) -> str:
+        return os.path.join(self.store.root, self.folder, name)
 
     def _parse(self, name: str, inode: int) -> None:
         path = self._path(name)
+        if name not in self.bad:
+            # The usual case, a good file seen for the first time: read it
+            # straight away (the reader refuses links and non-regular files
+            # itself); the lstat below is only needed to remember a bad one.
+            try:
+                self.add(name, inode, self.store.load(path))
+                return
+            except FileNotFoundError:
+                return
+            except (BadFile, DropSiteError):
+                pass
         try:
             info = os.lstat(path)
         except FileNotFoundError:

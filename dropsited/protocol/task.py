@@ -69,11 +69,12 @@ class Task:
     submit_delay: float = field(default=0.0, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        now = utcnow_iso()
-        if not self.created_at:
-            self.created_at = now
-        if not self.updated_at:
-            self.updated_at = now
+        if not self.created_at or not self.updated_at:  # not on every load: it is hot
+            now = utcnow_iso()
+            if not self.created_at:
+                self.created_at = now
+            if not self.updated_at:
+                self.updated_at = now
 
     # -- history -----------------------------------------------------------
     def log(self, status: str, at: str | None = None, **extra: Any) -> dict:
@@ -121,9 +122,11 @@ class Task:
             if default_id is None:
                 raise InvalidTask("id: missing")
             values["id"] = default_id
-        for key, check in _CHECKS.items():
-            if key in values:
-                check(key, values[key])
+        for key, value in values.items():
+            # Most fields hold exactly the expected type: one type() lookup
+            # instead of the full check (loading is on the claim path).
+            if type(value) is not _PLAIN.get(key):
+                _CHECKS[key](key, value)
         values.setdefault("title", values["id"])
         values.setdefault("created_by", "unknown")
         extra = {k: v for k, v in data.items() if k not in FIELDS}
@@ -220,6 +223,11 @@ _CHECKS = {
     "updated_at": _want((str,), "string"),
     "history": _check_history,
 }
+
+
+# Fields whose check passes whenever the value is of exactly this type.
+_PLAIN = {"title": str, "created_by": str, "status": str, "description": str,
+          "priority": int, "context": dict, "created_at": str, "updated_at": str}
 
 
 class TaskBuilder:

@@ -236,9 +236,9 @@ class DropSite:
         if task.holder is not None:
             task.assigned_to = task.assigned_before_claim
 
-    def _held_path(self, task: Task) -> Path:
+    def _held_path(self, task: Task) -> Path | str:
         if task.holder is not None:
-            return Path(f"{self.store._dirs['active']}/{task.holder.file_name(task.id)}")
+            return f"{self.store._dirs['active']}/{task.holder.file_name(task.id)}"
         found = self.store.locate(task.id, ("active",))
         return found.path if found else self.workspace / "active" / f"{task.id}.json"
 
