@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
-# An exec agent in bash: the task JSON arrives on stdin, the result is what we print.
-# Exit 0 = done, exit 75 = try again later, anything else = a failed attempt.
+# word-counter (exec agent): counts the words of context.text.
+# The task JSON arrives on stdin; the JSON printed on stdout is the result.
 set -euo pipefail
-task=$(cat)
-text=$(printf '%s' "$task" | python3 -c 'import json,sys; t=json.load(sys.stdin); print(t["context"].get("text", t["title"]))')
+text=$(python3 -c 'import json, sys; print(json.load(sys.stdin)["context"].get("text", ""))')
 words=$(printf '%s' "$text" | wc -w | tr -d ' ')
-printf '{"words": %s, "agent": "%s"}\n' "$words" "$DROPSITE_AGENT"
+printf '{"words": %d}\n' "$words"

@@ -18,11 +18,11 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 class RunningDaemon:
-    def __init__(self, manifest: Path, workspace: Path, log: Path) -> None:
+    def __init__(self, manifest: Path, workspace: Path, log: Path, *extra: str) -> None:
         self.log_path = log
         with open(log, "wb") as out:
             self.proc = subprocess.Popen(
-                [DROPSITED, "up", "-c", manifest, "-w", workspace, "--fast"],
+                [DROPSITED, "up", "-c", manifest, "-w", workspace, "--fast", *extra],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True)
 
@@ -46,12 +46,13 @@ class RunningDaemon:
 
 @pytest.fixture
 def daemon(tmp_path: Path):
-    """start(manifest, workspace) -> RunningDaemon; whatever is left is killed afterwards."""
+    """start(manifest, workspace, *extra args) -> RunningDaemon; whatever is left is killed afterwards."""
     started: list[RunningDaemon] = []
 
-    def start(manifest: Path, workspace: Path) -> RunningDaemon:
+    def start(manifest: Path, workspace: Path, *extra: str) -> RunningDaemon:
         """The daemon, once it said it is ready (its workspace exists, its agents run)."""
-        running = RunningDaemon(manifest, workspace, tmp_path / f"daemon-{len(started)}.log")
+        log = tmp_path / f"daemon-{len(started)}.log"
+        running = RunningDaemon(manifest, workspace, log, *extra)
         started.append(running)
         wait_until(lambda: "dropsited ready" in running.log(), "the daemon to be ready",
                    daemon=running)
