@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -39,9 +40,17 @@ class Review:
     def waiting(self) -> dict[str, list[Task]]:
         return {
             "feedback": self.ds.list_tasks("feedback"),
-            "inbox": [t for t in self.ds.list_tasks("inbox") if t.assigned_to == self.agent],
+            "inbox": [t for t in self.ds.list_tasks("inbox")
+                      if t.assigned_to == self.agent and self._ready(t)],
             "blocked": self.ds.list_tasks("blocked"),
         }
+
+    def _ready(self, task: Task) -> bool:
+        """Due now (no later not-before time) and every dependency in done/."""
+        if task.not_before is not None and task.not_before > time.time():
+            return False
+        return all((found := self.ds.locate(dep)) is not None and found.folder == "done"
+                   for dep in task.depends_on)
 
     def run(self, queues: dict[str, list[Task]]) -> None:
         total = sum(len(q) for q in queues.values())
@@ -109,6 +118,9 @@ class Review:
         while True:
             typed = click.prompt(render.answer_prompt(options))
             answer = render.interpret(typed, options)
+            if options and answer.isdigit():
+                self._note(f"there is no option {answer} (1-{len(options)}); nothing sent")
+                continue
             if answer == render.QUIT:
                 raise _Quit()
             if answer == render.SKIP:

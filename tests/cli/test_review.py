@@ -231,8 +231,23 @@ def test_editor_closed_empty_asks_again(ds: DropSite, tmp_path: Path, terminal) 
     assert ds.get_task(tid).context["_feedback_response"] == "approve"
 
 
+def test_out_of_range_number_asks_again(ds: DropSite, terminal) -> None:
+    tid = _ask(ds, "Draft", {"question": "Approve?", "options": ["approve", "reject"]})
+    term = terminal("review", str(ds.workspace))
+    term.expect("Answer (1-2")
+    term.type("3\r")
+    term.expect("there is no option 3 (1-2); nothing sent")
+    term.type("2\r")
+    term.expect("Reviewed: 1 answered, 0 skipped.")
+    assert term.finish() == 0
+    assert ds.get_task(tid).context["_feedback_response"] == "reject"
+
+
 def test_nothing_waiting_exits_zero_with_a_message(ds: DropSite) -> None:
     ds.submit(TaskBuilder("for a robot", "me").assign("coder").build())
+    first = ds.submit(TaskBuilder("not yet done", "me").assign("coder").build())
+    ds.submit(TaskBuilder("after it", "me").assign("human").depends_on(first).build())
+    ds.submit(TaskBuilder("tomorrow", "me").assign("human").delay(86400).build())
     out = subprocess.run([DROPSITED, "review", ds.workspace], capture_output=True, text=True,
                          timeout=30)
     assert out.returncode == 0
