@@ -118,3 +118,26 @@ def test_an_idle_daemon_uses_little_cpu(run_daemon) -> None:
     time.sleep(2.0)  # the measured interval
     assert d.cpu_seconds() - before < 0.1
     assert d.stop() == 0
+
+
+def test_poll_mode_finds_tasks_within_the_poll_interval(run_daemon) -> None:
+    """Regression: with --poll the idle loop slept 1 s whatever the interval."""
+    d = run_daemon([agent("echo", ["/bin/echo", "hi"])], "--poll", "0.1")
+    took = []
+    for _ in range(5):
+        started = time.monotonic()
+        d.wait_in(d.drop(to="echo"), "done")
+        took.append(time.monotonic() - started)
+    assert statistics.median(took) < 0.4, took
+    assert d.stop() == 0
+
+
+@pytest.mark.xfail(strict=True, reason="issue 3 §1 says a task assigned to an agent by name is "
+                   "always its own; protocol commit 2e0cda4 made tags filter assigned tasks too "
+                   "(0.1.0's AgentLoop order), and claim_next has no way to ask for the former")
+def test_a_task_assigned_by_name_goes_to_a_tagged_agent_without_the_tag(run_daemon) -> None:
+    d = run_daemon([agent("tagged", ["/bin/echo", "mine"], tags=["special"])])
+    try:
+        d.wait_in(d.drop(to="tagged"), "done", timeout=2)
+    finally:
+        d.stop()
