@@ -207,7 +207,8 @@ class TaskStore:
 
     def create_layout(self) -> None:
         for name in TASK_FOLDERS + META_FOLDERS + (QUARANTINE,):
-            (self.root / name).mkdir(parents=True, exist_ok=True)
+            # 0o755 whatever the umask: a group-writable inbox/ would let others drop tasks.
+            (self.root / name).mkdir(mode=0o755, parents=True, exist_ok=True)
 
     def is_workspace(self) -> bool:
         return all((self.root / name).is_dir() for name in TASK_FOLDERS)
