@@ -1,39 +1,29 @@
-"""summariser (service agent): a Python AgentLoop the daemon keeps alive.
+"""A service agent: a plain AgentLoop script that polls the workspace itself.
 
-It polls the workspace itself for tasks tagged `python`. A task with
-context.needs_approval goes to a human first (feedback/); when the answer
-comes back it publishes or not, as the human said.
+The daemon only keeps it running (and returns its task to the inbox if it dies).
+A task with context {"needs_approval": true} goes to feedback/ first; once a
+human answers (`dropsited feedback WS ID "approve"`), it comes back here with
+the answer in context["_feedback_response"].
 """
-
-from __future__ import annotations
 
 import os
 
-from dropsited import AgentLoop, DropSite, Task
+from dropsited import AgentLoop, DropSite
+
+ds = DropSite(os.environ["DROPSITE_WORKSPACE"])
 
 
-def summary_of(text: str) -> str:
-    first = text.split(". ")[0].rstrip(".")
-    return first if len(first) <= 80 else first[:79] + "…"
-
-
-def main() -> None:
-    ds = DropSite(os.environ["DROPSITE_WORKSPACE"], create=False)
-
-    def summarise(task: Task) -> dict | None:
-        summary = summary_of(str(task.context.get("text", "")))
-        if not task.context.get("needs_approval"):
-            return {"summary": summary}
-        answer = task.context.get("_feedback_response")
-        if answer is None:
-            ds.request_feedback(task, {"question": "Publish this summary?", "draft": summary,
-                                       "options": ["approve", "reject"]})
-            return None  # the task is in feedback/ now; the loop leaves it there
-        return {"summary": summary, "published": str(answer).lower().startswith("approve")}
-
-    AgentLoop(ds, os.environ.get("DROPSITE_AGENT", "summariser"), summarise,
-              filter_tags=["python"], poll_interval=0.5).run()
+def summarise(task):
+    text = task.context.get("text", task.title)
+    summary = text.split(".")[0].strip()[:80]
+    if task.context.get("needs_approval") and "_feedback_response" not in task.context:
+        ds.request_feedback(task, {"question": "Publish this summary?", "draft": summary,
+                                   "options": ["approve", "reject"]})
+        return None
+    return {"summary": summary, "chars": len(text),
+            "approval": task.context.get("_feedback_response")}
 
 
 if __name__ == "__main__":
-    main()
+    AgentLoop(ds, os.environ.get("DROPSITE_AGENT", "summariser"), summarise,
+              filter_tags=["python"], poll_interval=0.5).run()

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# word-counter (exec agent): counts the words of context.text.
-# The task JSON arrives on stdin; the JSON printed on stdout is the result.
+# An exec agent in bash: the task JSON arrives on stdin, the result is what we print.
+# Exit 0 = done, exit 75 = try again later, anything else = a failed attempt.
 set -euo pipefail
-text=$(python3 -c 'import json, sys; print(json.load(sys.stdin)["context"].get("text", ""))')
+task=$(cat)
+text=$(printf '%s' "$task" | python3 -c 'import json,sys; t=json.load(sys.stdin); print(t["context"].get("text", t["title"]))')
 words=$(printf '%s' "$text" | wc -w | tr -d ' ')
-printf '{"words": %d}\n' "$words"
+printf '{"words": %s, "agent": "%s"}\n' "$words" "$DROPSITE_AGENT"

@@ -27,10 +27,11 @@ def test_make_up_demo_runs_every_mode(tmp_path: Path, daemon, wait_until) -> Non
     wait_until(lambda: len(ds.list_tasks("done")) == 3 and ds.stats()["feedback"] == 1,
                "the three agent tasks and the feedback request", daemon=running)
     done = _by_title(ds, "done")
-    assert done["Count the words of a sentence"].result == {"words": 7}
-    assert done["Shout a greeting"].result == {"shout": "HELLO FROM A NODE WORKER!"}
-    assert done["Summarise a draft"].result == {
-        "summary": "Folders of JSON files are a fine queue for agents"}
+    assert done["Count the words of a sentence"].result == {"words": 7, "agent": "word-counter"}
+    assert done["Shout a greeting"].result == {"shouted": "HELLO FROM A NODE WORKER"}
+    text = "Folders of JSON files are a fine queue for agents."
+    assert done["Summarise a draft"].result == {"summary": text[:-1], "chars": len(text),
+                                                "approval": None}
 
     # The two human steps, answered through review's prompts (stdin need not be a tty).
     review = subprocess.run([DROPSITED, "review", ws], input="1\nyes, buy\n", text=True,
@@ -44,5 +45,5 @@ def test_make_up_demo_runs_every_mode(tmp_path: Path, daemon, wait_until) -> Non
     assert running.stop() == 0
     done = _by_title(ds, "done")
     assert done["Publish a summary"].result == {
-        "summary": "Humans answer from the terminal", "published": True}
+        "summary": "Humans answer from the terminal", "chars": 45, "approval": "approve"}
     assert done["Approve a trade"].result == {"answer": "yes, buy"}
