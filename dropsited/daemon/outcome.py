@@ -111,10 +111,12 @@ def from_reply(reply: dict) -> Outcome:
     if status in (TEMPFAIL, "retry"):
         return Outcome(TEMPFAIL, error=str(reply.get("error") or "agent asked to retry later"))
     if status == FEEDBACK:
-        question = reply.get("question")
-        if question is None:
-            question = {k: v for k, v in reply.items() if k not in ("id", "status")}
-        return Outcome(FEEDBACK, question=question)
+        # The request keeps every field the agent sent (question, draft, options...),
+        # the shape of the reference page's request_feedback(task, {...}).
+        request = {k: v for k, v in reply.items() if k not in ("id", "status")}
+        if set(request) == {"question"}:
+            request = request["question"]
+        return Outcome(FEEDBACK, question=request)
     if status in (BLOCK, "blocked"):
         return Outcome(BLOCK, error=str(reply.get("reason") or "blocked by agent"))
     return Outcome(FAIL, error=f"agent replied with unknown status {str(status)[:40]!r}")
