@@ -183,7 +183,7 @@ def test_node_worker_json_lines(daemon: RunningDaemon) -> None:
     failed = daemon.wait_in(daemon.drop(to="noder", context={"fail": 1}, max_retries=0), "failed")
     assert failed["history"][-1]["error"] == "asked to fail"
     asked = daemon.wait_in(daemon.drop(to="noder", context={"ask": "Merge?"}), "feedback")
-    assert asked["context"]["_feedback_request"] == "Merge?"
+    assert asked["context"]["_feedback_request"] == {"question": "Merge?", "options": ["yes", "no"]}
     blocked = daemon.wait_in(daemon.drop(to="noder", context={"block": "no creds"}), "blocked")
     assert blocked["history"][-1]["reason"] == "no creds"
     assert "just some chatter" in daemon.log_text("noder")
