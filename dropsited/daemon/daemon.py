@@ -142,7 +142,8 @@ class Daemon:
                 group.tick(now)
             self._periodic(now)
             if self.state == "running":
-                self._dispatch()
+                if self._dispatch():
+                    self._publish()  # tasks and states changed after this turn's publish
             elif self._drain_step(now):
                 return
 
@@ -242,8 +243,11 @@ class Daemon:
         subreaper.reap_orphans(known)
 
     # -- dispatch ---------------------------------------------------------------------
-    def _dispatch(self) -> None:
-        """Hand tasks to free agents until none can take more; claims are the only I/O."""
+    def _dispatch(self) -> int:
+        """Hand tasks to free agents until none can take more; claims are the only I/O.
+
+        Returns how many tasks were handed out."""
+        handed = 0
         progress = True
         while progress:
             progress = False
@@ -254,10 +258,12 @@ class Daemon:
                     task = self.ds.claim_next(group.name, group.tags, refresh=False)
                 except (DropSiteError, OSError) as exc:
                     self._once("dispatch", f"cannot claim tasks: {exc}")
-                    return
+                    return handed
                 if task is not None:
                     group.assign(task)
+                    handed += 1
                     progress = True
+        return handed
 
     def _once(self, key: str, message: str) -> None:
         """Log a recurring condition (disk full, say) once per minute, not once per loop."""
