@@ -4,6 +4,7 @@ and dispatch latency (issue 3 §4, §7)."""
 from __future__ import annotations
 
 import json
+import signal
 import statistics
 import subprocess
 import time
@@ -141,3 +142,19 @@ def test_a_task_assigned_by_name_goes_to_a_tagged_agent_without_the_tag(run_daem
         d.wait_in(d.drop(to="tagged"), "done", timeout=2)
     finally:
         d.stop()
+
+
+def test_agent_records_show_a_dispatch_at_once(run_daemon) -> None:
+    """Regression: records were published before dispatch, so up to 1 s late."""
+    d = run_daemon([agent("slow", ["sleep", "1"]),
+                    agent("missing", ["/nonexistent/agent"], give_up={"failures": 1})])
+    d.wait_agent("slow", lambda r: r["state"] == "RUNNING", what="record written")
+    task_id = d.drop(to="slow")
+    d.wait_in(task_id, "active")
+    d.wait_agent("slow", lambda r: r["running"] == [task_id] and r["pids"], timeout=0.5,
+                 what="running task in the record")
+    blocked = d.drop(to="missing")
+    record = d.wait_agent("missing", lambda r: r["state"] == "FATAL", timeout=0.5, what="FATAL")
+    assert "cannot start '/nonexistent/agent'" in record["last_error"]
+    assert d.wait_in(blocked, "inbox")["retry_count"] == 0  # the agent's fault, not the task's
+    assert d.stop(signal.SIGINT) == 0
