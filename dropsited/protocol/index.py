@@ -78,6 +78,9 @@ class FolderIndex:
         self._serial = 0
         self._dead_in_order = 0
         self.refresh_interval = 1.0
+        # Bumped whenever the order list gains or loses items (add, compaction):
+        # a walk of ordered() begun at an older version may skip or repeat items.
+        self.version = 0
         self.last_refresh: float | None = None  # time.monotonic() of the last full scan
 
     # -- keeping in step with the folder ------------------------------------
@@ -176,6 +179,7 @@ class FolderIndex:
                       task.assigned_to, frozenset(task.tags), task.not_before,
                       tuple(task.depends_on), self._serial)
         self.entries[name] = entry
+        self.version += 1
         item = (entry.key, entry.serial, name)
         pos = bisect.bisect_right(self._order, item, lo=self._start)
         if pos == self._start and self._start > 0:
@@ -196,6 +200,7 @@ class FolderIndex:
             self._order = [item for item in self._order[self._start:] if self._live(item)]
             self._start = 0
             self._dead_in_order = 0
+            self.version += 1
 
     def _live(self, item: tuple[tuple, int, str]) -> bool:
         entry = self.entries.get(item[2])

@@ -11,7 +11,7 @@ import json
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +67,11 @@ class DropSite:
         self.clock = clock
         self.rand = rand
         self._inbox: FolderIndex | None = None
+        # claim_next resumes its walk of the index where the previous call of
+        # the same (agent, tags) stopped, while the index is unchanged: other
+        # agents' tasks at the head of the queue are stepped over once, not on
+        # every call (that made draining quadratic in the size of the pile).
+        self._walks: dict[tuple, tuple[int, Iterator]] = {}
         self._holders: dict[str, Holder] = {}
 
     # -- submitting -----------------------------------------------------------
@@ -127,7 +132,11 @@ class DropSite:
 
     def _claim_first(self, index: FolderIndex, agent_name: str,
                      wanted: frozenset | None) -> Task | None:
-        for entry in index.candidates(agent_name, wanted, self.clock()):
+        key = (agent_name, wanted)
+        walk = self._walks.pop(key, None)
+        if walk is None or walk[0] != index.version:
+            walk = (index.version, index.candidates(agent_name, wanted, self.clock()))
+        for entry in walk[1]:
             if entry.depends_on and not self._dependencies_ready(entry.task_id, entry.depends_on):
                 continue
             task = self.claim(agent_name, entry.task_id)
@@ -137,6 +146,8 @@ class DropSite:
             if not routable(task.assigned_before_claim, frozenset(task.tags), agent_name, wanted):
                 self.store.unclaim(self._held_path(task), task.id)  # changed since indexed
                 continue
+            if walk[0] == index.version:
+                self._walks[key] = walk
             return task
         return None
 

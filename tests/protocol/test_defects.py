@@ -173,7 +173,7 @@ def test_defect6_failed_task_does_not_spin(tmp_path: Path) -> None:
     assert old.claim("w", task.id) is not None  # baseline: straight back, no wait
 
     clock = FakeClock()
-    new = DropSite(tmp_path / "new", durable=False, clock=clock)
+    new = DropSite(tmp_path / "new", durable=False, clock=clock, rand=lambda: 0.5)
     tid = new.submit(TaskBuilder("x", "me").max_retries(3).build())
     new.fail(new.claim_next("w"), "boom")
     assert new.claim_next("w") is None
@@ -185,7 +185,7 @@ def test_defect6_failed_task_does_not_spin(tmp_path: Path) -> None:
         waits.append(clock() - start)
         if task.retry_count < 3:
             new.fail(task, "boom")
-    assert waits[0] >= 0.5 and waits[1] > waits[0] * 1.2 and waits[2] > waits[1] * 1.2
+    assert waits == pytest.approx([0.75, 1.5, 3.0], abs=0.06)  # 1 s base, doubling, jitter 0.5
     assert task.id == tid
 
 

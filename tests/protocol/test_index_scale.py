@@ -3,6 +3,7 @@ the file it claims (0.1.0 parsed the whole folder on every poll, defect 7)."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -76,3 +77,31 @@ def test_changed_file_is_parsed_again(ws: Path, parse_counter: list[int]) -> Non
     parse_counter[0] = 0
     assert ds.claim_next("w", tags=["none"]).title == "now tagged"
     assert parse_counter[0] == 2  # the replaced file once, the claimed file once
+
+
+def test_other_agents_pile_is_stepped_over_once(ws: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """2,000 tasks for a busy agent sort ahead of 100 for an idle one. Each of
+    the idle agent's claims used to walk the whole pile again (quadratic);
+    the walk now resumes where the previous claim stopped."""
+    from dropsited.protocol import index as index_module
+    make_inbox(ws, 0)
+    inbox = ws / "inbox"
+    for i in range(2100):
+        doc = {"title": "t", "assigned_to": "busy" if i < 2000 else "idle",
+               "created_at": f"2026-01-01T00:00:00.{i:06d}+00:00"}
+        (inbox / f"t{i:07d}.json").write_text(json.dumps(doc))
+    ds = DropSite(ws, durable=False)
+    looked_at = [0]
+    real = index_module.routable
+
+    def counting(*args):
+        looked_at[0] += 1
+        return real(*args)
+
+    monkeypatch.setattr(index_module, "routable", counting)
+    claimed = 0
+    while (task := ds.claim_next("idle")) is not None:
+        ds.complete(task, {})
+        claimed += 1
+    assert claimed == 100
+    assert looked_at[0] < 3 * 2100, looked_at[0]  # was about 100 * 2000
