@@ -31,6 +31,7 @@ from .common import (
     agents_alive,
     assert_all_done_once,
     quarantine_entries,
+    report,
     runs_per_task,
     temp_files,
 )
@@ -154,14 +155,6 @@ def run_chaos(run_daemon, tmp_path: Path, n: int, deadline: float) -> dict:
     }
     report(figures)
     return figures
-
-
-def report(figures: dict) -> None:
-    print(json.dumps(figures))
-    path = os.environ.get("DROPSITED_FIGURES")
-    if path:
-        with open(path, "a") as out:
-            out.write(json.dumps(figures) + "\n")
 
 
 def test_chaos_nothing_lost(run_daemon, tmp_path: Path) -> None:

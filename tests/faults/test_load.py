@@ -15,8 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from chaos.common import assert_all_done_once, quarantine_entries, temp_files
-from chaos.test_chaos import report
+from chaos.common import assert_all_done_once, quarantine_entries, report, temp_files
 from daemon.daemon_harness import agent, py
 
 SUBMITTERS = 4
