@@ -86,8 +86,11 @@ ws, seed = sys.argv[1], int(sys.argv[2])
 rng = random.Random(seed)
 ds = DropSite(ws, durable=False, retry_base=0)
 ds.recover()
-open(sys.argv[3], "w").close()  # working from here on
+working = False
 while (task := ds.claim_next("chaos")) is not None:
+    if not working:  # the first claim is after the inbox scan: the moves start here
+        open(sys.argv[3], "w").close()
+        working = True
     roll = rng.random()
     if roll < 0.25:
         ds.complete(task, {"ok": roll})
@@ -130,7 +133,7 @@ def check_consistent(ws: Path, ids: list[str]) -> dict[str, str]:
 def test_sigkill_at_random_instants_then_recover(ws: Path, tmp_path: Path) -> None:
     ids = fill(ws, 1500, max_retries=8)
     rng = random.Random(1234)
-    kills = 0
+    kills = interrupted = 0
     for round_ in range(20):
         working = tmp_path / f"working{round_}"
         child = python_child(CHAOS, str(ws), str(round_), str(working),
@@ -138,12 +141,14 @@ def test_sigkill_at_random_instants_then_recover(ws: Path, tmp_path: Path) -> No
         deadline = time.monotonic() + 20
         while not working.exists() and child.poll() is None and time.monotonic() < deadline:
             time.sleep(0.002)
-        time.sleep(rng.random() * 0.08)  # a random instant of claims and moves
+        time.sleep(rng.random() * 0.3)  # a random instant of claims and moves
         if child.poll() is None:
             child.send_signal(signal.SIGKILL)
             kills += 1
         child.wait()
+        interrupted += len(os.listdir(ws / "active")) + len(temp_files(ws))
     assert kills >= 10
+    assert interrupted >= 3  # kills did land mid-claim or mid-move
     DropSite(ws, durable=False).recover()
     where = check_consistent(ws, ids)
     assert "active" not in where.values()  # every dead holder's task was given back
