@@ -15,6 +15,8 @@ import stat
 import time
 from pathlib import Path
 
+import psutil
+
 from ..protocol import DropSite, DropSiteError
 from ..protocol.holder import parse_active_name
 from ..service.defaults import DEFAULT_DRAIN_GRACE
@@ -25,7 +27,13 @@ from .context import Context, log
 from .exec_agent import ExecAgent
 from .inbox_watch import InboxWatcher
 from .manifest import AgentSpec, Manifest, ManifestError, load_manifest
-from .process_tree import DaemonMarker, stop_orphans_from_previous_run
+from .process_tree import (
+    DaemonMarker,
+    descendants,
+    is_alive,
+    signal_all,
+    stop_orphans_from_previous_run,
+)
 from .service_agent import ServiceAgent
 from .status import DaemonLock, daemon_identity, write_agent_record, write_daemon_record
 from .worker_agent import WorkerAgent
@@ -67,6 +75,7 @@ class Daemon:
         self.timers: dict[str, float] = {}
         self.drain_deadline: float | None = None
         self.stop_now = False
+        self.orphans_pending = False
         self.state = "starting"
 
     # -- life cycle ----------------------------------------------------------------
@@ -189,7 +198,7 @@ class Daemon:
 
     def _on_signal_event(self, signum: int) -> None:
         if signum == signal.SIGCHLD:
-            self._due("orphans", ORPHAN_INTERVAL) and self._reap_orphans()
+            self.orphans_pending = True  # handled in _periodic, at most once per interval
         elif signum == signal.SIGHUP and self.state == "running":
             self.reload()
         elif signum in (signal.SIGTERM, signal.SIGINT):
@@ -213,6 +222,9 @@ class Daemon:
                 log.warning("quarantined %s", line)
         if self._due("reap", REAP_INTERVAL):
             self._reap()
+        if self.orphans_pending and self._due("orphans", ORPHAN_INTERVAL):
+            self.orphans_pending = False
+            self._reap_orphans()
         if self._due("memory", MEMORY_INTERVAL):
             for group in self._all_groups():
                 group.check_memory()
@@ -237,10 +249,19 @@ class Daemon:
         self._release_own_tasks("its outcome could not be recorded", keep=running)
 
     def _reap_orphans(self) -> None:
+        """Reap adopted zombies and kill adopted live orphans.
+
+        As a subreaper the daemon inherits whatever an agent left behind when it
+        exited (a daemonized grandchild that closed its pipes and left the
+        session). The daemon spawns nothing but agents, so a live child that no
+        agent holds is such a leftover: no grandchild outlives its agent.
+        """
         known = set()
         for group in self._all_groups():
             known |= group.held_pids()
         subreaper.reap_orphans(known)
+        for pid in kill_adopted(known):
+            log.warning("killed pid %d, left behind by an agent that exited", pid)
 
     # -- dispatch ---------------------------------------------------------------------
     def _dispatch(self) -> int:
@@ -363,6 +384,7 @@ class Daemon:
         for group in self._all_groups():
             group.kill_now()
         self._wait_for_runners(5.0)
+        self._reap_orphans()
         self._release_own_tasks()
         if self.watcher is not None:
             self.watcher.stop()
@@ -430,6 +452,17 @@ def _mode(path: Path) -> int | None:
         return os.stat(path).st_mode
     except OSError:
         return None
+
+
+def kill_adopted(known: set[int]) -> list[int]:
+    """SIGKILL our live children that are not in `known`, and their descendants."""
+    try:
+        adopted = [p for p in psutil.Process().children() if p.pid not in known and is_alive(p)]
+    except psutil.Error:
+        return []
+    for proc in list(adopted):
+        adopted += descendants(proc)
+    return signal_all(adopted, signal.SIGKILL)
 
 
 def record_time() -> str:
