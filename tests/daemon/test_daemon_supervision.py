@@ -15,6 +15,22 @@ from .daemon_harness import RunningDaemon, agent, daemon_session, py, wait_until
 FAST_BACKOFF = {"initial": "0.05s", "max": "0.2s", "factor": 2}
 SLEEP_FOREVER = "import time\nwhile True: time.sleep(1)"
 HOG = "import time\nhog = bytearray(80 * 1024 * 1024)\nhog[::4096] = b'x' * len(hog[::4096])\n" + SLEEP_FOREVER
+DAEMONIZE = """
+import os, sys, time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:  # a proper daemon: own session, stdio closed, parent gone
+        fd = os.open(os.devnull, os.O_RDWR)
+        for i in (0, 1, 2):
+            os.dup2(fd, i)
+        with open(sys.argv[1] + ".tmp", "w") as f:
+            f.write(str(os.getpid()))
+        os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+        time.sleep(300)
+    os._exit(0)
+os.wait()
+print("spawned")
+"""
 GRANDCHILD = """
 import os, sys, time
 pid = os.fork()
@@ -134,3 +150,15 @@ def test_a_service_that_exits_0_with_restart_on_failure_stays_exited(run_daemon)
     assert record["restarts"] == 0
     assert d.stop() == 0
     assert "bye" in d.log_text("oneshot")
+
+
+def test_a_daemonized_grandchild_of_an_exec_agent_is_killed(run_daemon, tmp_path: Path) -> None:
+    """Regression: one that closed its pipes and left the session outlived even a clean stop.
+    The subreaper adopts it; a live child of the daemon that no agent holds is a leftover."""
+    pidfile = tmp_path / "daemonized.pid"
+    d = run_daemon([agent("dz", [sys.executable, "-c", DAEMONIZE, str(pidfile)])])
+    d.wait_in(d.drop(to="dz"), "done")
+    leftover = read_pid(pidfile)
+    wait_until(lambda: gone(leftover), 5, "leftover killed while the daemon runs")
+    assert "left behind by an agent" in d.stderr()
+    assert d.stop() == 0
