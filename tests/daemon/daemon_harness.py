@@ -155,9 +155,9 @@ class RunningDaemon:
 
     def folders_holding(self, task_id: str) -> list[str]:
         """Every folder with a file for `task_id` (more than one is a protocol bug)."""
-        return [f for f in FOLDERS if any(p.name.split("~")[0] == f"{task_id}.json"
-                                          or p.name.startswith(task_id + "~")
-                                          for p in (self.ws / f).iterdir())]
+        def holds(name: str) -> bool:
+            return name == f"{task_id}.json" or name.startswith(task_id + "~")  # active/ claims
+        return [f for f in FOLDERS if any(holds(p.name) for p in (self.ws / f).iterdir())]
 
     def wait_in(self, task_id: str, folder: str, timeout: float = 10.0) -> dict:
         """Wait for the task to reach `folder`; returns the task document there."""
