@@ -10,7 +10,9 @@ import contextlib
 import json
 import os
 import random
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -67,6 +69,8 @@ class DropSite:
         self.clock = clock
         self.rand = rand
         self._inbox: FolderIndex | None = None
+        self._inbox_owner: int | None = None  # the thread that made (and walks) the index
+        self._inbox_pending: deque[str] = deque()  # names noted by other threads
         # claim_next resumes its walk of the index where the previous call of
         # the same (agent, tags) stopped, while the index is unchanged: other
         # agents' tasks at the head of the queue are stepped over once, not on
@@ -156,13 +160,26 @@ class DropSite:
 
         claim_next no longer rescans the folder on every call, so without this a
         task this process submits or requeues would wait for the next rescan.
+
+        The index is not thread-safe, and the daemon finishes tasks in runner
+        threads while its main thread walks the index: a thread other than the
+        index's owner only queues the name, which the owner observes at its next
+        inbox_index() call.
         """
-        if self._inbox is not None:
+        if self._inbox is None:
+            return
+        if threading.get_ident() == self._inbox_owner:
             self._inbox.observe(f"{task_id}.json")
+        else:
+            self._inbox_pending.append(f"{task_id}.json")  # deque.append is thread-safe
 
     def inbox_index(self) -> FolderIndex:
         if self._inbox is None:
             self._inbox = FolderIndex(self.store, "inbox", self.corrupt_grace, self.clock)
+            self._inbox_owner = threading.get_ident()
+        if threading.get_ident() == self._inbox_owner:
+            while self._inbox_pending:
+                self._inbox.observe(self._inbox_pending.popleft())
         return self._inbox
 
     def _dependencies_ready(self, task_id: str, deps: tuple) -> bool:
