@@ -151,8 +151,7 @@ class Daemon:
                 group.tick(now)
             self._periodic(now)
             if self.state == "running":
-                if self._dispatch():
-                    self._publish()  # tasks and states changed after this turn's publish
+                self._dispatch()
             elif self._drain_step(now):
                 return
 
@@ -264,11 +263,8 @@ class Daemon:
             log.warning("killed pid %d, left behind by an agent that exited", pid)
 
     # -- dispatch ---------------------------------------------------------------------
-    def _dispatch(self) -> int:
-        """Hand tasks to free agents until none can take more; claims are the only I/O.
-
-        Returns how many tasks were handed out."""
-        handed = 0
+    def _dispatch(self) -> None:
+        """Hand tasks to free agents until none can take more; claims are the only I/O."""
         progress = True
         while progress:
             progress = False
@@ -279,12 +275,10 @@ class Daemon:
                     task = self.ds.claim_next(group.name, group.tags, refresh=False)
                 except (DropSiteError, OSError) as exc:
                     self._once("dispatch", f"cannot claim tasks: {exc}")
-                    return handed
+                    return
                 if task is not None:
                     group.assign(task)
-                    handed += 1
                     progress = True
-        return handed
 
     def _once(self, key: str, message: str) -> None:
         """Log a recurring condition (disk full, say) once per minute, not once per loop."""
