@@ -132,12 +132,16 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = []
     for n in sizes:
-        medians: dict[tuple[str, str], float] = {}
-        for impl, mode in CONFIGS:
-            rates = [run_one(base, impl, mode, n) for _ in range(repeat)]
-            medians[(impl, mode)] = statistics.median(rates)
-            print(f"  {impl:9} {mode:7} N={n:<6} runs: "
-                  + ", ".join(f"{r:,.0f}" for r in rates), file=sys.stderr, flush=True)
+        # Round-robin over the configurations, so that a change in the load
+        # of a shared machine hits every implementation alike.
+        rates: dict[tuple[str, str], list[float]] = {config: [] for config in CONFIGS}
+        for _ in range(repeat):
+            for impl, mode in CONFIGS:
+                rates[(impl, mode)].append(run_one(base, impl, mode, n))
+        medians = {config: statistics.median(runs) for config, runs in rates.items()}
+        for (impl, mode), runs in rates.items():
+            print(f"  {impl:9} {mode:7} N={n:<6} runs: " + ", ".join(f"{r:,.0f}" for r in runs),
+                  file=sys.stderr, flush=True)
         baseline = medians[("0.1.0", "fast")]
         for (impl, mode), rate in medians.items():
             rows.append((impl, mode if impl != "0.1.0" else "(no fsync)", n, rate, rate / baseline))
