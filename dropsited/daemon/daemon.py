@@ -272,7 +272,7 @@ class Daemon:
                 if not group.takes_tasks() or group.free_slots() <= 0:
                     continue
                 try:
-                    task = self.ds.claim_next(group.name, group.tags, refresh=False)
+                    task = self.ds.claim_next(group.name, group.tags, refresh=False, by_name=True)
                 except (DropSiteError, OSError) as exc:
                     self._once("dispatch", f"cannot claim tasks: {exc}")
                     return

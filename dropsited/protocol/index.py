@@ -46,14 +46,17 @@ class Bad:
 
 
 def routable(entry_assigned: str | None, entry_tags: frozenset, agent: str | None,
-             tags: frozenset | None) -> bool:
+             tags: frozenset | None, by_name: bool = False) -> bool:
     """0.1.0's routing: never another agent's task; a tag filter needs one shared tag.
 
     The tag filter applies to tasks assigned to this agent too: 0.1.0's
     AgentLoop lists the inbox filtered by tags first and skips other agents'
     tasks second, so an agent with filter_tags never takes an untagged task,
-    even one assigned to it by name.
+    even one assigned to it by name. `by_name=True` (the daemon's rule,
+    issue 3) takes a task assigned to this agent by name whatever its tags.
     """
+    if by_name and entry_assigned is not None and entry_assigned == agent:
+        return True
     if entry_assigned is not None and entry_assigned != agent:
         return False
     return not tags or bool(tags & entry_tags)
@@ -231,13 +234,13 @@ class FolderIndex:
                 yield entry
 
     def candidates(self, agent: str | None, tags: frozenset | None,
-                   now: float | None = None) -> Iterator[Entry]:
+                   now: float | None = None, by_name: bool = False) -> Iterator[Entry]:
         """Entries this agent may take now, best first."""
         now = self.clock() if now is None else now
         for entry in self.ordered():
             if entry.not_before is not None and entry.not_before > now:
                 continue
-            if routable(entry.assigned_to, entry.tags, agent, tags):
+            if routable(entry.assigned_to, entry.tags, agent, tags, by_name):
                 yield entry
 
     def next_ready_time(self) -> float | None:

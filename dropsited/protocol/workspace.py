@@ -109,13 +109,14 @@ class DropSite:
             return None
 
     def claim_next(self, agent_name: str, tags: list[str] | None = None,
-                   refresh: bool = True) -> Task | None:
+                   refresh: bool = True, by_name: bool = False) -> Task | None:
         """The best task this agent may take now, claimed; None when there is none.
 
         Order and routing are 0.1.0's (assigned_to, tags, priority, creation
         time); not-before times and dependencies are honoured. `refresh=False`
         trusts the index as it is (the daemon keeps it current from file-system
-        events instead of rescanning the folder for every claim).
+        events instead of rescanning the folder for every claim). `by_name=True`
+        also takes tasks assigned to this agent that lack its tags (the daemon's rule).
         """
         check_agent_name(agent_name)
         index = self.inbox_index()
@@ -124,22 +125,22 @@ class DropSite:
         if refresh and index.refresh_due():
             self._quarantine_expired(index.refresh())
             scanned = True
-        task = self._claim_first(index, agent_name, wanted)
+        task = self._claim_first(index, agent_name, wanted, by_name)
         if task is None and refresh and not scanned:
             # Rescanning the folder costs a pass over every name in it, so it is
             # done when the index has nothing left for us (or once a second, via
             # refresh_due), not on every call: 0.1.0's AgentLoop likewise saw
             # new tasks only at its next listing.
             self._quarantine_expired(index.refresh())
-            task = self._claim_first(index, agent_name, wanted)
+            task = self._claim_first(index, agent_name, wanted, by_name)
         return task
 
     def _claim_first(self, index: FolderIndex, agent_name: str,
-                     wanted: frozenset | None) -> Task | None:
-        key = (agent_name, wanted)
+                     wanted: frozenset | None, by_name: bool = False) -> Task | None:
+        key = (agent_name, wanted, by_name)
         walk = self._walks.pop(key, None)
         if walk is None or walk[0] != index.version:
-            walk = (index.version, index.candidates(agent_name, wanted, self.clock()))
+            walk = (index.version, index.candidates(agent_name, wanted, self.clock(), by_name))
         for entry in walk[1]:
             if entry.depends_on and not self._dependencies_ready(entry.task_id, entry.depends_on):
                 continue
@@ -147,7 +148,8 @@ class DropSite:
             index.discard(entry.name)
             if task is None:
                 continue
-            if not routable(task.assigned_before_claim, frozenset(task.tags), agent_name, wanted):
+            if not routable(task.assigned_before_claim, frozenset(task.tags), agent_name, wanted,
+                            by_name):
                 self.store.unclaim(self._held_path(task), task.id)  # changed since indexed
                 continue
             if walk[0] == index.version:
