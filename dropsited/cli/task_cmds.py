@@ -11,7 +11,7 @@ import click
 
 from ..protocol import DropSite, TaskBuilder, TaskNotFound
 from ..protocol.holder import Holder
-from ..protocol.names import check_agent_name, check_task_id
+from ..protocol.names import check_agent_name, check_task_id, is_valid_task_id
 from ..protocol.store import TASK_FOLDERS
 from ..protocol.task import Task
 from .common import (
@@ -158,7 +158,7 @@ def _show(group: click.Group) -> None:
         ds = open_workspace(workspace)
         if any(bad in task_id for bad in ("/", "\\", "..", "\x00")) or not task_id:
             check_task_id(task_id)  # raises InvalidName with the reason
-        found = ds.locate(task_id) if _is_id(task_id) else None
+        found = ds.locate(task_id) if is_valid_task_id(task_id) else None
         if found is None:
             record = next((r for r in ds.quarantined() if task_id in
                            (r.get("quarantined_as"), Path(str(r.get("file"))).name)), None)
@@ -173,14 +173,6 @@ def _show(group: click.Group) -> None:
             emit_json({"folder": found.folder, "task": task.to_dict()})
         else:
             click.echo(render_task(ds, task, found.folder))
-
-
-def _is_id(value: str) -> bool:
-    try:
-        check_task_id(value)
-    except ValueError:
-        return False
-    return True
 
 
 def _feedback(group: click.Group) -> None:

@@ -8,20 +8,14 @@ from __future__ import annotations
 
 import threading
 
-from .agent_group import AgentGroup
 from .agent_log import pump
 from .child import ChildProcess
-from .context import log
-from .states import AgentState
+from .long_lived import LongLivedGroup
 from .supervised import Supervised
 
 
-class ServiceAgent(AgentGroup):
+class ServiceAgent(LongLivedGroup):
     mode = "service"
-
-    def __init__(self, spec, ctx) -> None:
-        super().__init__(spec, ctx)
-        self.procs = [self._new(i) for i in range(spec.concurrency)]
 
     def _new(self, index: int) -> Supervised:
         proc = Supervised(self.spec, self.ctx, self.env, self.log_file, index, stdin_pipe=False)
@@ -38,51 +32,3 @@ class ServiceAgent(AgentGroup):
 
     def free_slots(self) -> int:
         return 0
-
-    def start(self) -> None:
-        for proc in self.procs:
-            proc.start()
-
-    def tick(self, now: float) -> None:
-        for proc in self.procs:
-            proc.tick(now)
-
-    def check_memory(self) -> None:
-        if self.spec.max_memory is None:
-            return
-        for proc in self.procs:
-            if proc.alive and proc.rss() > self.spec.max_memory:
-                log.warning("%s: over max_memory, restarting", proc.name)
-                proc.over_memory()
-
-    def resize(self, concurrency: int) -> None:
-        while len(self.procs) < concurrency:
-            proc = self._new(len(self.procs))
-            self.procs.append(proc)
-            proc.start()
-        for proc in self.procs[concurrency:]:
-            proc.begin_stop()
-
-    def reap_removed(self) -> None:
-        keep = self.spec.concurrency
-        self.procs = self.procs[:keep] + [p for p in self.procs[keep:] if p.alive]
-
-    def begin_stop(self) -> None:
-        for proc in self.procs:
-            proc.begin_stop()
-
-    def stopped(self) -> bool:
-        return not any(p.alive for p in self.procs)
-
-    def kill_now(self) -> None:
-        for proc in self.procs:
-            proc.kill_now()
-
-    def held_pids(self) -> set[int]:
-        return {p.child.pid for p in self.procs if p.child is not None and p.alive}
-
-    def instances(self, now: float) -> list[dict]:
-        return [p.describe(now) for p in self.procs]
-
-    def state(self, now: float) -> AgentState:
-        return super().state(now)

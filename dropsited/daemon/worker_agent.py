@@ -14,9 +14,8 @@ import select
 import threading
 
 from ..protocol import Task
-from .agent_group import AgentGroup
 from .child import ChildProcess
-from .context import log
+from .long_lived import LongLivedGroup
 from .outcome import FAIL, Outcome, from_reply_line
 from .settle import release, settle
 from .states import AgentState
@@ -139,21 +138,22 @@ class WorkerInstance(Supervised):
                                 code if code is None or code >= 0 else -code, "stderr": tail})
 
 
-class WorkerAgent(AgentGroup):
+class WorkerAgent(LongLivedGroup):
     mode = "worker"
 
     def __init__(self, spec, ctx) -> None:
-        super().__init__(spec, ctx)
         self.kill_requested = False
-        self.workers = [WorkerInstance(self, i) for i in range(spec.concurrency)]
+        super().__init__(spec, ctx)
 
-    def start(self) -> None:
-        for worker in self.workers:
-            worker.start()
+    def _new(self, index: int) -> WorkerInstance:
+        return WorkerInstance(self, index)
+
+    def _may_stop(self, proc: Supervised) -> bool:
+        return proc.current is None
 
     def wanted(self) -> list[WorkerInstance]:
         """The instances that take tasks; those beyond the concurrency are on their way out."""
-        return self.workers[:self.spec.concurrency]
+        return self.procs[:self.spec.concurrency]
 
     def free_slots(self) -> int:
         return sum(1 for w in self.wanted() if w.idle())
@@ -164,72 +164,23 @@ class WorkerAgent(AgentGroup):
         worker.give(task)
 
     def finished(self, task_id: str, folder: str, error: str = "") -> None:
-        for worker in self.workers:
+        for worker in self.procs:
             if worker.current is not None and worker.current.id == task_id:
                 worker.current = None
         super().finished(task_id, folder, error)
 
     def restart_instance(self, index: int) -> None:
-        for worker in self.workers:
+        for worker in self.procs:
             if worker.index == index:
                 worker.begin_stop(restart=True)
 
-    def tick(self, now: float) -> None:
-        for worker in self.workers:
-            worker.tick(now)
-        self.stop_surplus()
-
-    def check_memory(self) -> None:
-        if self.spec.max_memory is None:
-            return
-        for worker in self.workers:
-            if worker.alive and worker.rss() > self.spec.max_memory:
-                log.warning("%s: over max_memory, restarting", worker.name)
-                worker.over_memory()
-
-    def resize(self, concurrency: int) -> None:
-        """Scale without touching the instances that stay (supervisor #1154, circus #997)."""
-        while len(self.workers) < concurrency:
-            worker = WorkerInstance(self, len(self.workers))
-            self.workers.append(worker)
-            worker.start()
-        self.stop_surplus()
-
-    def stop_surplus(self) -> None:
-        """Stop instances beyond the concurrency once idle: a scale-down cuts no task short."""
-        for worker in self.workers[self.spec.concurrency:]:
-            if worker.current is None:
-                worker.begin_stop()
-
-    def reap_removed(self) -> None:
-        """Forget instances beyond the concurrency once they have stopped."""
-        keep = self.spec.concurrency
-        self.workers = self.workers[:keep] + [w for w in self.workers[keep:] if w.alive]
-
-    def begin_stop(self) -> None:
-        for worker in self.workers:
-            if worker.current is None:
-                worker.begin_stop()
-
-    def stop_idle(self) -> None:
-        for worker in self.workers:
-            if worker.current is None and worker.state in (AgentState.STARTING, AgentState.RUNNING):
-                worker.begin_stop()
-
-    def stopped(self) -> bool:
-        return not self.running and not any(w.alive for w in self.workers)
-
     def kill_now(self) -> None:
         self.kill_requested = True
-        for worker in self.workers:
-            worker.kill_now()
-
-    def held_pids(self) -> set[int]:
-        return {w.child.pid for w in self.workers if w.child is not None and w.alive}
+        super().kill_now()
 
     def instances(self, now: float) -> list[dict]:
         out = []
-        for worker in self.workers:
+        for worker in self.procs:
             info = worker.describe(now)
             info["task"] = worker.current.id if worker.current is not None else None
             out.append(info)

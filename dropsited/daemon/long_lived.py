@@ -1,0 +1,77 @@
+"""What worker and service agents share: a list of supervised processes to grow,
+shrink, watch for memory and stop."""
+
+from __future__ import annotations
+
+from .agent_group import AgentGroup
+from .context import log
+from .supervised import Supervised
+
+
+class LongLivedGroup(AgentGroup):
+    """`concurrency` Supervised processes; subclasses say how to make one and when
+    one may be stopped (a worker only between tasks)."""
+
+    def __init__(self, spec, ctx) -> None:
+        super().__init__(spec, ctx)
+        self.procs: list[Supervised] = [self._new(i) for i in range(spec.concurrency)]
+
+    def _new(self, index: int) -> Supervised:
+        raise NotImplementedError
+
+    def _may_stop(self, proc: Supervised) -> bool:
+        return True
+
+    def start(self) -> None:
+        for proc in self.procs:
+            proc.start()
+
+    def tick(self, now: float) -> None:
+        for proc in self.procs:
+            proc.tick(now)
+        self.stop_surplus()
+
+    def check_memory(self) -> None:
+        if self.spec.max_memory is None:
+            return
+        for proc in self.procs:
+            if proc.alive and proc.rss() > self.spec.max_memory:
+                log.warning("%s: over max_memory, restarting", proc.name)
+                proc.over_memory()
+
+    def resize(self, concurrency: int) -> None:
+        """Scale without touching the instances that stay (supervisor #1154, circus #997)."""
+        while len(self.procs) < concurrency:
+            proc = self._new(len(self.procs))
+            self.procs.append(proc)
+            proc.start()
+        self.stop_surplus()
+
+    def stop_surplus(self) -> None:
+        """Stop instances beyond the concurrency once they may stop: a scale-down cuts no task short."""
+        for proc in self.procs[self.spec.concurrency:]:
+            if self._may_stop(proc):
+                proc.begin_stop()
+
+    def reap_removed(self) -> None:
+        """Forget instances beyond the concurrency once they have stopped."""
+        keep = self.spec.concurrency
+        self.procs = self.procs[:keep] + [p for p in self.procs[keep:] if p.alive]
+
+    def begin_stop(self) -> None:
+        for proc in self.procs:
+            if self._may_stop(proc):
+                proc.begin_stop()
+
+    def stopped(self) -> bool:
+        return not self.running and not any(p.alive for p in self.procs)
+
+    def kill_now(self) -> None:
+        for proc in self.procs:
+            proc.kill_now()
+
+    def held_pids(self) -> set[int]:
+        return {p.child.pid for p in self.procs if p.child is not None and p.alive}
+
+    def instances(self, now: float) -> list[dict]:
+        return [p.describe(now) for p in self.procs]
