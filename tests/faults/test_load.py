@@ -1,7 +1,7 @@
 """Load: 4 processes submit as fast as they can while the daemon drains with worker agents.
 
 Nothing may be lost. Reports the submit rate, the sustained drain rate and the queue's
-peak depth (inbox/ sampled every 50 ms). 5 s of submitting by default; 30 s as a soak test.
+peak depth (inbox/ sampled every 200 ms). 5 s of submitting by default; 30 s as a soak test.
 Set `DROPSITED_FIGURES=FILE` to append the figures to FILE as one JSON line.
 """
 
@@ -47,7 +47,7 @@ def run_load(run_daemon, tmp_path: Path, seconds: float) -> dict:
     sampling = threading.Event()
 
     def sample() -> None:
-        while not sampling.wait(0.05):
+        while not sampling.wait(0.2):
             peak[0] = max(peak[0], sum(1 for _ in os.scandir(inbox)))
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -60,7 +60,8 @@ def run_load(run_daemon, tmp_path: Path, seconds: float) -> dict:
     submitted_in = time.monotonic() - started
     ids = {line for out in outs for line in out.read_text().split()}
     total = len(ids)
-    deadline = time.monotonic() + max(60.0, total / 200)
+    # Submitters outrun the drain several times over: the 30 s run leaves a long queue.
+    deadline = time.monotonic() + max(60.0, total / 20)
     while sum(1 for _ in os.scandir(d.ws / "done")) < total:
         assert time.monotonic() < deadline, f"not drained: {d.stderr()[-2000:]}"
         assert d.proc.poll() is None, d.stderr()[-3000:]
@@ -84,6 +85,6 @@ def test_load_5s(run_daemon, tmp_path: Path) -> None:
 
 
 @pytest.mark.soak
-@pytest.mark.timeout(1800)
+@pytest.mark.timeout(5400)
 def test_load_30s(run_daemon, tmp_path: Path) -> None:
     run_load(run_daemon, tmp_path, 30.0)
