@@ -15,15 +15,20 @@ fork-safe, so no lock is at stake. It does cost something: CPython cannot use vf
 when ``preexec_fn`` is set, so spawning copies the daemon's page tables. Measured for
 ``spawn(["/bin/true"])``, p50: 0.7 ms without, 1.8 ms with, in a small daemon; 0.7 ms
 without and 10 ms with in a daemon holding 300 MB (a Python wrapper that sets the flag
-and execs would cost 7.7 ms). Pass ``pdeathsig=False`` where that matters. PDEATHSIG fires when the *thread* that spawned
-the child ends: spawn from the daemon's long-lived main loop, not from a short thread.
+and execs would cost 7.7 ms). So where util-linux's ``setpriv`` exists, the child is
+started as ``setpriv --pdeathsig KILL -- argv`` instead, with no ``preexec_fn``: the
+fast spawn path stays open (exec throughput doubled in bench/daemon_bench.py). The
+hook remains the fallback. PDEATHSIG fires when the *thread* that spawned the child
+ends: spawn from the daemon's long-lived main loop, not from a short thread.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -59,6 +64,24 @@ def _load_prctl() -> Callable[..., int] | None:
 
 
 _prctl = _load_prctl()
+_SETPRIV = shutil.which("setpriv") if sys.platform.startswith("linux") else None
+
+
+def _check_executable(program: str, cwd: str | os.PathLike[str] | None,
+                      path: str | None) -> None:
+    """Raise OSError now, as exec would, for a program that cannot run.
+
+    Behind `setpriv` a missing program would be setpriv's exit status 127
+    instead of the OSError that tells the daemon the command is wrong.
+    """
+    if os.sep in program:
+        full = program if os.path.isabs(program) else os.path.join(cwd or ".", program)
+        if not os.path.exists(full):
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
+        if os.path.isdir(full) or not os.access(full, os.X_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), program)
+    elif shutil.which(program, path=path) is None:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
 
 
 def _pdeathsig_hook(parent_pid: int) -> Callable[[], None]:
@@ -85,7 +108,7 @@ class ChildProcess:
         self.tag = tag  # value of DROPSITED_CHILD in the whole tree's environment
         self.started_at = started_at  # clock() at spawn; time.monotonic by default
         self._clock = clock
-        self._handle = psutil.Process(popen.pid)  # pid-reuse-safe handle
+        self._psutil: psutil.Process | None = None  # made on first use: spawning stays cheap
         self._seen: dict[int, psutil.Process] = {}  # descendants met so far
         self._stop_deadline: float | None = None
 
@@ -107,9 +130,14 @@ class ChildProcess:
         tag = uuid.uuid4().hex
         child_env = dict(os.environ if env is None else env)
         child_env[CHILD_TAG_ENV] = tag
-        hook = _pdeathsig_hook(os.getpid()) if pdeathsig and _prctl is not None else None
+        argv, hook = list(argv), None
+        if pdeathsig and _SETPRIV is not None:
+            _check_executable(argv[0], cwd, child_env.get("PATH"))
+            argv = [_SETPRIV, "--pdeathsig", "KILL", "--", *argv]
+        elif pdeathsig and _prctl is not None:
+            hook = _pdeathsig_hook(os.getpid())
         popen = subprocess.Popen(
-            list(argv), cwd=cwd, env=child_env, stdin=stdin, stdout=stdout, stderr=stderr,
+            argv, cwd=cwd, env=child_env, stdin=stdin, stdout=stdout, stderr=stderr,
             start_new_session=True, close_fds=True, preexec_fn=hook,
         )
         return cls(popen, tag, clock(), clock)
@@ -117,6 +145,15 @@ class ChildProcess:
     @property
     def pid(self) -> int:
         return self.popen.pid
+
+    @property
+    def _handle(self) -> psutil.Process | None:
+        """A pid-reuse-safe psutil handle, made only while the pid is surely ours:
+        before Popen reaped the leader (a zombie still holds its pid)."""
+        if self._psutil is None and self.popen.returncode is None:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                self._psutil = psutil.Process(self.popen.pid)
+        return self._psutil
 
     @property
     def pgid(self) -> int:
@@ -149,8 +186,11 @@ class ChildProcess:
 
     def _known_tree(self) -> list[psutil.Process]:
         """Leader and descendants reachable now, remembered for after the leader exits."""
-        procs = [self._handle] if process_tree.is_alive(self._handle) else []
-        for proc in process_tree.descendants(self._handle):
+        handle = self._handle
+        if handle is None:
+            return [p for p in self._seen.values() if process_tree.is_alive(p)]
+        procs = [handle] if process_tree.is_alive(handle) else []
+        for proc in process_tree.descendants(handle):
             self._seen[proc.pid] = proc
         return procs + [p for p in self._seen.values() if process_tree.is_alive(p)]
 

@@ -211,6 +211,10 @@ def _orphan_of_killed_parent(pdeathsig: bool, strays) -> psutil.Process:
     try:
         child = psutil.Process(int(parent.stdout.readline()))
         strays.append(child)
+        # Behind setpriv the signal is armed just before `sleep` is exec'd; a parent
+        # dying inside that ~1 ms window is the case the daemon's start-up orphan
+        # sweep covers (test_process_tree), so wait for the exec here.
+        wait_until(lambda: child.name() == "sleep", 3.0)
     finally:
         parent.kill()
         parent.wait(5)
