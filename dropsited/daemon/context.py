@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +29,9 @@ class Context:
     events: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     clock: Callable[[], float] = time.monotonic
     draining: bool = False
+    # Held while a thread spawns and registers a child, and while the loop looks
+    # for children nobody holds: a child between the two is never taken for an orphan.
+    spawn_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def post(self, *event: object) -> None:
         self.events.put(event)

@@ -180,6 +180,11 @@ class Daemon:
             group = self._owner(agent, task_id)
             if group is not None:
                 group.finished(task_id, folder, error)
+        elif kind == "spawn_failed":
+            _, agent, task_id, message = event
+            group = self._owner(agent, task_id)
+            if isinstance(group, ExecAgent):
+                group.spawn_failed(task_id, message)
         elif kind == "restart":
             group = self.groups.get(event[1])
             if isinstance(group, WorkerAgent):
@@ -255,11 +260,13 @@ class Daemon:
         session). The daemon spawns nothing but agents, so a live child that no
         agent holds is such a leftover: no grandchild outlives its agent.
         """
-        known = set()
-        for group in self._all_groups():
-            known |= group.held_pids()
-        subreaper.reap_orphans(known)
-        for pid in kill_adopted(known):
+        with self.ctx.spawn_lock:
+            known = set()
+            for group in self._all_groups():
+                known |= group.held_pids()
+            subreaper.reap_orphans(known)
+            killed = kill_adopted(known)
+        for pid in killed:
             log.warning("killed pid %d, left behind by an agent that exited", pid)
 
     # -- dispatch ---------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import signal
 import subprocess
 import threading
@@ -31,6 +32,8 @@ class ExecAgent(AgentGroup):
         self.spawn_failures = 0
         self.fatal = False
         self.paused_until = 0.0
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.slot_threads = 0
 
     def free_slots(self) -> int:
         if self.fatal or self.kill_requested or self.ctx.clock() < self.paused_until:
@@ -38,30 +41,52 @@ class ExecAgent(AgentGroup):
         return self.spec.concurrency - len(self.running)
 
     def assign(self, task: Task) -> None:
-        """Spawn the agent for `task` (main thread: a parent-death signal binds to it)."""
+        """Hand `task` to a slot thread, which spawns the agent and waits for it.
+
+        Slot threads live as long as the group, so the parent-death signal they
+        arm for their children (it binds to the spawning thread) fires only when
+        the daemon goes; spawning there keeps the fork off the main loop.
+        """
+        self.running[task.id] = task
+        if len(self.running) > self.slot_threads:
+            self.slot_threads += 1
+            threading.Thread(target=self._slot, daemon=True,
+                             name=f"{self.name}-slot{self.slot_threads}").start()
+        self.queue.put(task)
+
+    def _slot(self) -> None:
+        while (task := self.queue.get()) is not None:
+            if self.kill_requested:
+                release(self.ctx.ds, task, "daemon stopping", self.name)
+                self.ctx.post("finished", self.name, task.id, "inbox", "")
+                continue
+            child = self._spawn(task)
+            if child is not None:
+                self._run(task, child, task.to_json() if self.spec.input == "stdin" else None)
+
+    def _spawn(self, task: Task) -> ChildProcess | None:
         task_file = self.ctx.ds.workspace / "active" / task.holder.file_name(task.id)
         use_stdin = self.spec.input == "stdin"
         try:
-            child = ChildProcess.spawn(
-                self.spec.argv(str(task_file)),
-                cwd=self.spec.cwd, env=task_environ(self.env, task.id, task_file),
-                stdin=subprocess.PIPE if use_stdin else subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, clock=self.ctx.clock)
+            with self.ctx.spawn_lock:
+                child = ChildProcess.spawn(
+                    self.spec.argv(str(task_file)),
+                    cwd=self.spec.cwd, env=task_environ(self.env, task.id, task_file),
+                    stdin=subprocess.PIPE if use_stdin else subprocess.DEVNULL,
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, clock=self.ctx.clock)
+                self.children[task.id] = child
         except OSError as exc:
-            self._spawn_failed(task, exc)
-            return
+            message = f"cannot start {self.spec.argv()[0]!r}: {exc.strerror or exc}"
+            release(self.ctx.ds, task, message, self.name)
+            self.ctx.post("spawn_failed", self.name, task.id, message)
+            return None
         self.spawn_failures = 0
-        self.running[task.id] = task
-        self.children[task.id] = child
-        data = task.to_json() if use_stdin else None
-        threading.Thread(target=self._run, args=(task, child, data), daemon=True,
-                         name=f"{self.name}-{task.id[:8]}").start()
+        return child
 
-    def _spawn_failed(self, task: Task, exc: OSError) -> None:
+    def spawn_failed(self, task_id: str, message: str) -> None:
         """A command that cannot start is the agent's fault, not the task's: no attempt used."""
-        self.last_error = f"cannot start {self.spec.argv()[0]!r}: {exc.strerror or exc}"
-        log.error("%s: %s", self.name, self.last_error)
-        release(self.ctx.ds, task, self.last_error, self.name)
+        self.finished(task_id, "inbox", message)
+        log.error("%s: %s", self.name, message)
         self.spawn_failures += 1
         if self.spawn_failures >= max(1, self.spec.give_up.failures):
             self.fatal = True
@@ -145,6 +170,11 @@ class ExecAgent(AgentGroup):
 
     def held_pids(self) -> set[int]:
         return {c.pid for c in self.children.values()}
+
+    def close(self) -> None:
+        for _ in range(self.slot_threads):
+            self.queue.put(None)
+        super().close()
 
     def instances(self, now: float) -> list[dict]:
         return [{"index": i, "state": "RUNNING", "pid": c.pid, "task": tid,

@@ -136,7 +136,7 @@ def test_sigkill_of_the_daemon_mid_task_then_restart_loses_nothing(
     d.start()
     for task_id in running:
         task = d.wait_in(task_id, "done", timeout=10)
-        assert task["retry_count"] == 1  # the reap at start counts as an attempt
+        assert task["retry_count"] == 1, task["history"]  # the reap at start counts as an attempt
         assert task["result"]["attempt" if "exec" in task["title"] else "pid"]
     for task_id in queued:
         assert d.wait_in(task_id, "done")["result"] == {"output": "quick"}
