@@ -100,8 +100,8 @@ class Holder:
 
     def is_alive(self) -> bool | None:
         """True/False for a holder on this host; None when it lives elsewhere."""
-        if self.host != this_host():
-            return None
+        if self.host != this_host() or self.pid == 0:
+            return None  # elsewhere, or a person (pid 0): only an age limit reaps it
         if not pid_exists(self.pid):
             return False
         return process_start(self.pid) == self.start

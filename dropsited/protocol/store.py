@@ -206,7 +206,7 @@ class TaskStore:
         return self.root / name
 
     def create_layout(self) -> None:
-        for name in TASK_FOLDERS + META_FOLDERS + (QUARANTINE,):
+        for name in TASK_FOLDERS + META_FOLDERS:  # quarantine/ appears when first needed
             # 0o755 whatever the umask: a group-writable inbox/ would let others drop tasks.
             (self.root / name).mkdir(mode=0o755, parents=True, exist_ok=True)
 
@@ -320,7 +320,7 @@ class TaskStore:
     def quarantine(self, path: Path, reason: str) -> Path | None:
         """Move a bad entry (never following links) to quarantine/ beside a `.reason` file."""
         qdir = self.root / QUARANTINE
-        qdir.mkdir(exist_ok=True)
+        qdir.mkdir(mode=0o755, exist_ok=True)  # made when first needed, never group-writable
         name = path.name.lstrip(".") or "unnamed"
         dest = qdir / name
         if os.path.lexists(dest) or os.path.lexists(qdir / (name + ".reason")):

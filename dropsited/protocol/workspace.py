@@ -30,6 +30,7 @@ from .store import (
     Located,
     TaskStore,
     parse_temp_name,
+    read_bytes,
     write_file,
 )
 from .task import Task, parse_iso, utcnow_iso
@@ -101,12 +102,23 @@ class DropSite:
         if path is None:
             return None
         try:
-            return self.store.load(path)
+            task = self.store.load(path)
         except (BadFile, InvalidTask) as exc:
             self.store.quarantine(path, getattr(exc, "reason", str(exc)))
             return None
         except FileNotFoundError:
             return None
+        if not self._ready(task):
+            self.store.unclaim(path, task_id)  # nothing was written: put it back as it was
+            return None
+        return task
+
+    def _ready(self, task: Task) -> bool:
+        """Due (its not-before time passed) and every dependency done: may be handed out."""
+        if task.not_before is not None and task.not_before > self.clock():
+            return False
+        deps = task.depends_on
+        return not deps or self._dependencies_ready(task.id, tuple(deps))
 
     def claim_next(self, agent_name: str, tags: list[str] | None = None,
                    refresh: bool = True, by_name: bool = False) -> Task | None:
@@ -381,9 +393,10 @@ class DropSite:
     def read_agent_record(self, name: str) -> dict | None:
         path = self.workspace / "agents" / f"{check_agent_name(name)}.json"
         try:
-            return json.loads(path.read_bytes())
-        except (FileNotFoundError, ValueError):
+            record = json.loads(read_bytes(path, 1 << 20))
+        except (FileNotFoundError, ValueError, DropSiteError):
             return None
+        return record if isinstance(record, dict) else None
 
     def write_agent_record(self, name: str, record: dict) -> None:
         folder = self.workspace / "agents"
@@ -396,18 +409,22 @@ class DropSite:
         records = []
         for entry in self.store.entries("agents"):
             if entry.name.endswith(".json") and not entry.name.startswith("."):
-                try:
-                    records.append(json.loads(Path(entry.path).read_bytes()))
-                except (OSError, ValueError):
+                try:  # read_bytes never opens a FIFO or follows a link
+                    record = json.loads(read_bytes(Path(entry.path), 1 << 20))
+                except (OSError, ValueError, DropSiteError):
                     continue
+                if isinstance(record, dict):
+                    records.append(record)
         return sorted(records, key=lambda r: str(r.get("name", "")))
 
     # -- reaping ----------------------------------------------------------------
     def reap_stale(self, timeout_seconds: float = 300) -> list[str]:
         """Requeue tasks whose holder died, and those held longer than the timeout
-        whose holder cannot be shown to be alive (other hosts, 0.1.0 claims).
+        whose holder cannot be shown to be alive (other hosts, 0.1.0 claims, people).
 
-        A live local holder is never reaped here, however long its task runs.
+        A live local holder is never reaped here, however long its task runs:
+        0.1.0's age-only reaper handed a long task out twice (defect 4). The
+        explicit override is `reap(stale, include_live=True)` (`dropsited reap --stale`).
         """
         return [task_id for task_id, _ in self.reap(stale=timeout_seconds)]
 

@@ -15,7 +15,7 @@ from daemon.daemon_harness import agent, py
 from dropsited.protocol import TaskBuilder
 
 DROPSITED = str(Path(sys.executable).parent / "dropsited")
-FOLDERS = ("inbox", "active", "done", "failed", "blocked", "feedback", "agents", "quarantine")
+FOLDERS = ("inbox", "active", "done", "failed", "blocked", "feedback", "agents")
 
 
 def init(ws: Path, umask: int) -> None:
