@@ -57,19 +57,27 @@ class WorkspaceCommand(click.Command):
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         env = os.environ.get(ENV_WORKSPACE)
-        if env and not any(a in ("-h", "--help") for a in args):
-            wanted = [p for p in self.params if isinstance(p, click.Argument) and p.required]
-            if _count_positionals(self, args) == len(wanted) - 1:
-                args = [env, *args]
+        if env and not any(a in ("-h", "--help") for a in args) and self._workspace_missing(args):
+            args = [env, *args]
         return super().parse_args(ctx, args)
 
+    def _workspace_missing(self, args: list[str]) -> bool:
+        arguments = [p for p in self.params if isinstance(p, click.Argument)]
+        required = sum(1 for p in arguments if p.required)
+        given = _positionals(self, args)
+        if len(given) == required - 1:
+            return True
+        # With optional arguments (claim [TASK_ID]) the count is ambiguous: a first
+        # argument that is no directory is not the workspace.
+        return 0 < len(given) < len(arguments) and not os.path.isdir(given[0])
 
-def _count_positionals(command: click.Command, args: Sequence[str]) -> int:
+
+def _positionals(command: click.Command, args: Sequence[str]) -> list[str]:
     takes_value = set()
     for param in command.params:
         if isinstance(param, click.Option) and not param.is_flag and not param.count:
             takes_value.update(param.opts)
-    count, skip = 0, False
+    found, skip = [], False
     for arg in args:
         if skip:
             skip = False
@@ -78,8 +86,8 @@ def _count_positionals(command: click.Command, args: Sequence[str]) -> int:
         elif arg.startswith("-") and arg != "-":
             skip = arg in takes_value
         else:
-            count += 1
-    return count
+            found.append(arg)
+    return found
 
 
 def workspace_command(group: click.Group, name: str, **kwargs: Any) -> Callable:
@@ -100,11 +108,22 @@ def open_workspace(path: Path, durable: bool = True) -> DropSite:
     return DropSite(path, durable=durable, create=False)
 
 
-def parse_json_object(text: str, option: str) -> dict:
+def _no_nan(token: str) -> None:
+    raise ValueError(f"{token} is not JSON (other readers, Node's among them, reject it)")
+
+
+def parse_json(text: str, option: str) -> object:
+    """Strict JSON (no NaN/Infinity) or a one-line error, exit 2, nothing written."""
     try:
-        value = json.loads(text)
+        return json.loads(text, parse_constant=_no_nan)
     except json.JSONDecodeError as exc:
         fail(f"{option}: not valid JSON ({exc.msg} at column {exc.colno}); nothing was written")
+    except (ValueError, RecursionError) as exc:
+        fail(f"{option}: {exc}; nothing was written")
+
+
+def parse_json_object(text: str, option: str) -> dict:
+    value = parse_json(text, option)
     if not isinstance(value, dict):
         fail(f"{option}: expected a JSON object, got {type(value).__name__}; nothing was written")
     return value

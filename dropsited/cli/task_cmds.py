@@ -3,14 +3,12 @@ at a terminal (show, claim, complete, fail, block, unblock, retry, release)."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import click
 
 from ..protocol import DropSite, TaskBuilder, TaskNotFound
-from ..protocol.holder import Holder
 from ..protocol.names import check_agent_name, check_task_id, is_valid_task_id
 from ..protocol.store import TASK_FOLDERS
 from ..protocol.task import Task
@@ -20,6 +18,7 @@ from .common import (
     fail,
     json_option,
     open_workspace,
+    parse_json,
     parse_json_object,
     short_time,
     table,
@@ -48,7 +47,8 @@ def _drop(group: click.Group) -> None:
     @click.option("--priority", type=int, default=5, show_default=True, help="1 is highest.")
     @click.option("--parent", default=None, help="Id of the task this one was chained from.")
     @click.option("--depends-on", "depends", multiple=True, help="Not before this task is done (repeatable).")
-    @click.option("--delay", type=float, default=0.0, help="Seconds before it may be handed out.")
+    @click.option("--delay", type=click.FloatRange(0, 10 * 365 * 86400), default=0.0,
+                  help="Seconds before it may be handed out.")
     @click.option("--max-retries", type=int, default=3, show_default=True)
     @click.option("--id", "task_id", default=None, help="Choose the id (default: a new time-ordered one).")
     @click.option("-q", "--quiet", is_flag=True, help="Print only the task id (for scripts).")
@@ -65,6 +65,7 @@ def _drop(group: click.Group) -> None:
               --type code --payload '{"lang": "python"}'
         """
         context = parse_json_object(payload, "--payload")
+        check_agent_name(from_agent)
         ds = open_workspace(workspace)
         builder = (TaskBuilder(title, from_agent).describe(description).priority(priority)
                    .context(context).tag(task_type, *tags).max_retries(max_retries).delay(delay))
@@ -187,7 +188,7 @@ def _feedback(group: click.Group) -> None:
         Example:
           dropsited feedback ./workspace 01a2...e8 "approved, send it"
         """
-        answer = json.loads(response) if json_response else response
+        answer = parse_json(response, "RESPONSE") if json_response else response
         open_workspace(workspace).respond_feedback(task_id, answer)
         click.echo(f"Feedback submitted for {task_id}")
 
@@ -199,12 +200,13 @@ def _claim(group: click.Group) -> None:
                   show_default="$DROPSITE_AGENT or human")
     @click.option("--tag", "tags", multiple=True, help="With no TASK_ID: only tasks with one of these tags.")
     @click.option("--pid", type=int, default=None,
-                  help="Process that holds the claim (default: the calling shell). "
-                       "When it exits, the task is reaped back to the inbox.")
+                  help="Process that holds the claim; when it exits, the task is reaped back "
+                       "to the inbox. Default: none, a person holds it (only `reap --stale` "
+                       "takes it back).")
     @json_option
     def claim(workspace: Path, task_id: str | None, agent: str, tags: tuple, pid: int | None,
               as_json: bool) -> None:
-        """Claim a task by id, or the best one this agent may take, on behalf of your shell.
+        """Claim a task by id, or the best one this agent may take, as a person at a terminal.
 
         \b
         Example:
@@ -212,14 +214,25 @@ def _claim(group: click.Group) -> None:
           dropsited claim ./workspace 01a2...e8 --agent human
         """
         ds = open_workspace(workspace)
-        holder_pid = pid if pid is not None else os.getppid()
+        holder_pid = pid if pid is not None else 0  # a person, not a process
         task = _claim_for(ds, check_agent_name(agent), task_id, list(tags) or None, holder_pid)
         if task is None:
-            fail("nothing to claim" if task_id is None else f"task {task_id} is not in inbox/ (taken?)", 1)
+            fail(_why_not_claimed(ds, task_id), 1)
         if as_json:
             emit_json(task.to_dict())
         else:
             click.echo(render_task(ds, task, "active"))
+
+
+def _why_not_claimed(ds: DropSite, task_id: str | None) -> str:
+    if task_id is None:
+        return "nothing to claim"
+    found = ds.locate(task_id)
+    if found is None:
+        return f"no task {task_id} in {ds.workspace}"
+    if found.folder == "inbox":
+        return f"task {task_id} is not due yet (delay or retry backoff) or waits for its dependencies"
+    return f"task {task_id} is in {found.folder}/, not inbox/"
 
 
 def _claim_for(ds: DropSite, agent: str, task_id: str | None, tags: list | None,
@@ -232,10 +245,9 @@ def _claim_for(ds: DropSite, agent: str, task_id: str | None, tags: list | None,
         index.refresh()
         ids = [e.task_id for e in index.candidates(agent, frozenset(tags) if tags else None)]
     for tid in ids:
-        holder = Holder.current(agent, pid=holder_pid)
-        path = ds.store.claim(ds.workspace / "inbox" / f"{tid}.json", tid, holder)
-        if path is not None:
-            return ds.store.load(path)
+        task = ds.claim(agent, tid, holder_pid=holder_pid)
+        if task is not None:
+            return task
     return None
 
 

@@ -110,7 +110,11 @@ class Task:
         return data
 
     def to_json(self) -> bytes:
-        return json.dumps(self.to_dict(), indent=2, default=str, ensure_ascii=False).encode()
+        try:
+            return json.dumps(self.to_dict(), indent=2, default=str, ensure_ascii=False,
+                              allow_nan=False).encode()
+        except ValueError:
+            raise InvalidTask("NaN or Infinity in the task: not JSON other readers accept") from None
 
     @classmethod
     def from_dict(cls, data: Any, default_id: str | None = None) -> Task:
@@ -267,7 +271,10 @@ class TaskBuilder:
 
     def delay(self, seconds: float) -> TaskBuilder:
         """Not handed out until `seconds` after submission."""
-        self._delay = max(0.0, float(seconds))
+        seconds = float(seconds)
+        if not 0 <= seconds <= 10 * 365 * 86400:  # also refuses NaN and infinity
+            raise InvalidTask(f"delay: expected seconds between 0 and ten years, got {seconds}")
+        self._delay = seconds
         return self
 
     def depends_on(self, *task_ids: str) -> TaskBuilder:

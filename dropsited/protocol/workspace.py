@@ -93,12 +93,16 @@ class DropSite:
         return task.id
 
     # -- claiming -------------------------------------------------------------
-    def claim(self, agent_name: str, task_id: str) -> Task | None:
-        """Take inbox/<id>.json for `agent_name`; None if another claimer won."""
+    def claim(self, agent_name: str, task_id: str, holder_pid: int | None = None) -> Task | None:
+        """Take inbox/<id>.json for `agent_name`; None if another claimer won or it is
+        not due yet. `holder_pid`: the process that holds it instead of this one
+        (0: a person, reaped only by age)."""
         check_agent_name(agent_name)
         check_task_id(task_id)
         src = f"{self.store._dirs['inbox']}/{task_id}.json"
-        path = self.store.claim(src, task_id, self._holder(agent_name))
+        holder = (self._holder(agent_name) if holder_pid is None
+                  else Holder.current(agent_name, pid=holder_pid))
+        path = self.store.claim(src, task_id, holder)
         if path is None:
             return None
         try:
@@ -115,7 +119,10 @@ class DropSite:
 
     def _ready(self, task: Task) -> bool:
         """Due (its not-before time passed) and every dependency done: may be handed out."""
-        if task.not_before is not None and task.not_before > self.clock():
+        # The claim's own `active` entry is last now; the time is on the entry before.
+        before = next((e for e in reversed(task.history) if e.get("status") != "active"), {})
+        not_before = parse_iso(before.get("not_before") or "")
+        if not_before is not None and not_before > self.clock():
             return False
         deps = task.depends_on
         return not deps or self._dependencies_ready(task.id, tuple(deps))

@@ -81,6 +81,12 @@ class TaskLifecycle(RuleBasedStateMachine):
     def free(self, folder: str) -> list[str]:
         return [t for t in self.ids_in(folder) if t not in self.live_held | self.dead_held]
 
+    def due(self, folder: str) -> list[str]:
+        """Free tasks whose not-before time has passed: claim() hands out only those."""
+        now = self.clock.now
+        return [t for t in self.free(folder)
+                if (nb := self.ds.get_task(t).not_before) is None or nb <= now]
+
     # -- operations at rest ----------------------------------------------------------
     @rule(max_retries=st.integers(0, 2), priority=st.integers(1, 9))
     def submit(self, max_retries: int, priority: int) -> None:
@@ -89,10 +95,10 @@ class TaskLifecycle(RuleBasedStateMachine):
         self.folder[task.id], self.retries[task.id] = "inbox", 0
         self.max_retries[task.id] = max_retries
 
-    @precondition(lambda self: self.free("inbox"))
+    @precondition(lambda self: self.due("inbox"))
     @rule(target=held, data=st.data())
     def claim(self, data):
-        task_id = data.draw(st.sampled_from(self.free("inbox")))
+        task_id = data.draw(st.sampled_from(self.due("inbox")))
         task = self.ds.claim("agent", task_id)
         assert task is not None and task.id == task_id
         self.folder[task_id] = "active"
@@ -103,7 +109,7 @@ class TaskLifecycle(RuleBasedStateMachine):
     def claim_next(self):
         task = self.ds.claim_next("agent")
         if task is None:
-            # The index may skip tasks whose not-before time lies ahead; claim() does not.
+            # Tasks whose not-before time lies ahead are not handed out.
             return None
         assert self.folder[task.id] == "inbox" and task.id not in self.live_held | self.dead_held
         self.folder[task.id] = "active"
@@ -199,11 +205,13 @@ class TaskLifecycle(RuleBasedStateMachine):
         self.live_held.clear()
         self.dead_held.clear()
 
-    @precondition(lambda self: self.free("inbox"))
+    @precondition(lambda self: self.due("inbox"))
     @rule(data=st.data())
     def crash_after_claim(self, data) -> None:
-        task_id = data.draw(st.sampled_from(self.free("inbox")))
-        in_child(lambda: DropSite(self.ds.workspace, durable=False).claim("ghost", task_id))
+        task_id = data.draw(st.sampled_from(self.due("inbox")))
+        clock = lambda: self.clock.now  # noqa: E731 - the child shares the fake time
+        in_child(lambda: DropSite(self.ds.workspace, durable=False, clock=clock)
+                 .claim("ghost", task_id))
         assert self.ds.store.locate(task_id).folder == "active"
         self.folder[task_id] = "active"
         self.dead_held.add(task_id)
