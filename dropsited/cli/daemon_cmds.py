@@ -94,9 +94,12 @@ def _resolve_workspace(workspace: Path | None, config: Path | None) -> Path:
 @click.argument("workspace", required=False, type=click.Path(file_okay=False, path_type=Path))
 @click.option("-c", "--config", type=click.Path(path_type=Path), default=None,
               help="Find the workspace through this manifest.")
+@click.option("-w", "--workspace", "workspace_opt", default=None,
+              type=click.Path(file_okay=False, path_type=Path), help="Same as WORKSPACE.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 @handle_errors
-def status(workspace: Path | None, config: Path | None, as_json: bool) -> None:
+def status(workspace: Path | None, config: Path | None, workspace_opt: Path | None,
+           as_json: bool) -> None:
     """Show the daemon, its agents and the queue depths. Exit 3 when no daemon runs.
 
     \b
@@ -106,7 +109,7 @@ def status(workspace: Path | None, config: Path | None, as_json: bool) -> None:
     """
     from ..daemon.status import daemon_running, read_daemon_record
 
-    ws = _resolve_workspace(workspace, config)
+    ws = _resolve_workspace(workspace or workspace_opt, config)
     ds = DropSite(ws, create=False)
     running = daemon_running(ws)
     record = read_daemon_record(ws) or {}

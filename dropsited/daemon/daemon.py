@@ -440,7 +440,7 @@ class Daemon:
 
     def _publish_daemon(self) -> None:
         counts = self.ds.stats()
-        running = sum(1 for g in self.groups.values() if g.state(0).name == "RUNNING")
+        running = sum(1 for g in self.groups.values() if g.state(0).name in ("RUNNING", "STARTING"))
         summary = format_status(running, len(self.groups), counts)
         record = {**self.identity, "state": self.state, "workspace": str(self.ds.workspace),
                   "agents": sorted(self.groups), "queues": counts, "status": summary}

@@ -99,8 +99,9 @@ class ExecAgent(AgentGroup):
         try:
             out, err, timed_out, killed = self._communicate(child, data)
             self._kill_leftovers(child)
-            if err:
-                self.log_file.write(err if err.endswith(b"\n") else err + b"\n")
+            for stream in (out, err):  # both go to the agent's log; stdout is also the result
+                if stream:
+                    self.log_file.write(stream if stream.endswith(b"\n") else stream + b"\n")
             if killed:
                 release(self.ctx.ds, task, "daemon stopping", self.name)
                 folder, error = "inbox", ""

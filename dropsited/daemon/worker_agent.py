@@ -122,6 +122,7 @@ class WorkerInstance(Supervised):
                 return self._died(child)
             outcome = from_reply_line(line)
             if outcome is not None:
+                self.log_file.write(line[:65536] + b"\n")
                 return outcome
             self.log_file.write(b"[stdout, not a reply] " + line[:4096] + b"\n")
 
