@@ -680,6 +680,8 @@ def _parse_signal(ctx: _Ctx, node: yaml.Node, path: str) -> Any:
     if text is _BAD:
         return _BAD
     name = text.strip().upper()
+    if name.isdigit() and int(name) in {int(sig) for sig in signal.Signals}:
+        return int(signal.Signals(int(name)))  # a number, as `kill -15` takes it
     name = name if name.startswith("SIG") else "SIG" + name
     if name not in signal.Signals.__members__ or name.startswith("SIG_"):
         ctx.error(
@@ -751,11 +753,11 @@ _AGENT_FIELDS: dict[str, Callable[..., Any]] = {
     "restart": _choice(RESTARTS),
     "start_seconds": _seconds(0, strict=False),
     "backoff": _sub_mapping(_BACKOFF_FIELDS, bare="initial"),
-    "give_up": _sub_mapping(_GIVE_UP_FIELDS),
+    "give_up": _sub_mapping(_GIVE_UP_FIELDS, bare="failures"),
     "stop_signal": _parse_signal,
     "stop_grace": _seconds(0, strict=False),
     "max_memory": _size(nullable=True),
-    "log": _sub_mapping(_LOG_FIELDS),
+    "log": _sub_mapping(_LOG_FIELDS, bare="file"),
     "description": _parse_description,
     "role": _parse_description,
 }

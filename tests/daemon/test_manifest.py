@@ -381,8 +381,8 @@ def test_all_errors_are_collected_in_file_order() -> None:
         ("max_memory: 1X", "max_memory: expected a size in bytes (like 512K, 200M, 1G), got '1X'"),
         ("max_memory: 0", "max_memory: must be >= 1, got 0"),
         (
-            "stop_signal: 15",
-            "stop_signal: expected a signal name like TERM, INT, HUP, QUIT, USR1, KILL, got 15",
+            "stop_signal: 99",
+            "stop_signal: expected a signal name like TERM, INT, HUP, QUIT, USR1, KILL, got 99",
         ),
         ("tags: code", "tags: expected a list of tags, got 'code'"),
         (
@@ -397,7 +397,7 @@ def test_all_errors_are_collected_in_file_order() -> None:
         ("backoff: {initial: 10, max: 5}", "backoff: max (5) is less than initial (10)"),
         ("backoff: {factor: 0.5}", "backoff.factor: must be >= 1, got 0.5"),
         ("backoff: fast", "backoff: expected seconds, got 'fast'"),
-        ("give_up: 3", "give_up: expected a mapping with keys failures, window, got 3"),
+        ("give_up: [3]", "give_up: expected a mapping with keys failures, window, got a list"),
         ("log: {file: '', backups: -1}", "log.file: the path is empty"),
         ("cwd: {a: b}", "cwd: expected a path, got a mapping"),
         ("description: [a]", "description: expected a string, got a list"),
@@ -611,3 +611,13 @@ def test_check_cli_help_has_an_example(tmp_path: Path) -> None:
     result = run_check("--help", cwd=tmp_path)
     assert result.returncode == 0
     assert "Example:" in result.stdout and "dropsited check -c agents.yaml" in result.stdout
+
+
+def test_short_forms_of_give_up_log_and_stop_signal(tmp_path: Path) -> None:
+    """`give_up: 5`, `log: FILE` and `stop_signal: 15` mean what they say, like `backoff: 5`."""
+    text = "workspace: ws\nagents:\n  - name: a\n    command: [echo]\n" \
+           "    give_up: 5\n    log: logs/a.log\n    stop_signal: 15\n"
+    spec = parse_manifest(text, tmp_path / "agents.yaml").agents[0]
+    assert spec.give_up.failures == 5
+    assert spec.log.file == tmp_path / "logs" / "a.log"
+    assert spec.stop_signal == 15
