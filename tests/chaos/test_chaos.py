@@ -17,8 +17,10 @@ import json
 import os
 import random
 import signal
+import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -66,7 +68,7 @@ def manifest(runlog: Path) -> list[dict]:
                "backoff": {"initial": 0.02, "max": 0.2}}
     env = {"RUNLOG": str(runlog)}
     return [
-        agent("exec-py", [*py(EXEC_PY)[:1], "-S", *py(EXEC_PY)[1:]], tags=["py"], concurrency=3,
+        agent("exec-py", [sys.executable, "-S", "-c", EXEC_PY], tags=["py"], concurrency=3,
               env=env),
         agent("exec-sh", EXEC_SH, tags=["sh"], concurrency=3, env=env),
         agent("worker", py(WORKER_PY), mode="worker", tags=["wk"], concurrency=3, env=env,
@@ -77,7 +79,7 @@ def manifest(runlog: Path) -> list[dict]:
 class AgentKiller(threading.Thread):
     """SIGKILLs one random descendant of the current daemon every 50-200 ms."""
 
-    def __init__(self, daemon_pid: callable) -> None:
+    def __init__(self, daemon_pid: Callable[[], int]) -> None:
         super().__init__(daemon=True, name="chaos")
         self.daemon_pid = daemon_pid
         self.halt = threading.Event()
