@@ -11,6 +11,7 @@ quarantine, so a slow writer is never cut off mid-write.
 from __future__ import annotations
 
 import bisect
+import heapq
 import os
 import stat
 import time
@@ -79,6 +80,7 @@ class FolderIndex:
         self._order: list[tuple[tuple, int, str]] = []
         self._start = 0
         self._serial = 0
+        self._ready_heap: list[tuple[float, int, str]] = []  # (not_before, serial, name)
         self._dead_in_order = 0
         self.refresh_interval = 1.0
         # Bumped whenever the order list gains or loses items (add, compaction):
@@ -183,6 +185,8 @@ class FolderIndex:
                       tuple(task.depends_on), self._serial)
         self.entries[name] = entry
         self.version += 1
+        if entry.not_before is not None:
+            heapq.heappush(self._ready_heap, (entry.not_before, entry.serial, name))
         item = (entry.key, entry.serial, name)
         pos = bisect.bisect_right(self._order, item, lo=self._start)
         if pos == self._start and self._start > 0:
@@ -243,10 +247,22 @@ class FolderIndex:
             if routable(entry.assigned_to, entry.tags, agent, tags, by_name):
                 yield entry
 
-    def next_ready_time(self) -> float | None:
-        """The earliest not-before time among waiting entries, for sleeping precisely."""
-        times = [e.not_before for e in self.entries.values() if e.not_before]
-        return min(times) if times else None
+    def next_ready_time(self, now: float | None = None) -> float | None:
+        """The earliest not-before time still ahead, for sleeping precisely.
+
+        A heap, not a pass over the index: the daemon asks on every loop turn,
+        and a 100,000-task inbox made each turn cost a full scan. Times already
+        past are dropped (those tasks are due; nothing to wake up for).
+        """
+        now = self.clock() if now is None else now
+        heap = self._ready_heap
+        while heap:
+            not_before, serial, name = heap[0]
+            entry = self.entries.get(name)
+            if entry is not None and entry.serial == serial and not_before > now:
+                return not_before
+            heapq.heappop(heap)
+        return None
 
     def __len__(self) -> int:
         return len(self.entries)
