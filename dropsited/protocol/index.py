@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from .errors import DropSiteError
-from .store import BadFile, TaskStore
+from .store import BadFile, TaskStore, parse_temp_name
 from .task import Task
 
 
@@ -120,14 +120,15 @@ class FolderIndex:
         self._observe(name, None)
 
     def _observe(self, name: str, dirent: os.DirEntry | None) -> None:
-        if not name.endswith(".json") or name.startswith("."):
-            # Not a task file name: our own temp files, 0.1.0's `<id>.tmp`, a
-            # foreign writer's `x.json.part` on its way to an `mv`, an editor's
-            # swap file. Readers list `*.json` only; these are never parsed nor
-            # quarantined, so a slow writer that pauses is not cut off.
-            return
+        if parse_temp_name(name):
+            return  # a move in progress; store.recover_temp_files owns these
         try:
-            inode = dirent.inode() if dirent is not None else os.lstat(self._path(name)).st_ino
+            if dirent is not None:
+                inode = dirent.inode()
+                regular = dirent.is_file(follow_symlinks=False)  # d_type: no extra call
+            else:
+                info = os.lstat(self._path(name))
+                inode, regular = info.st_ino, stat.S_ISREG(info.st_mode)
         except FileNotFoundError:
             return
         known = self.entries.get(name)
@@ -135,14 +136,21 @@ class FolderIndex:
             return
         if known is not None:
             self.discard(name)
-        self._parse(name, inode)
+        self._parse(name, inode, regular)
 
     def _path(self, name: str) -> str:
         return os.path.join(self.store.root, self.folder, name)
 
-    def _parse(self, name: str, inode: int) -> None:
+    def _parse(self, name: str, inode: int, regular: bool = True) -> None:
+        """Index a task file, or remember why an entry is not one.
+
+        Anything that is not a task (a bad name such as a dot-file or a
+        `x.json.part`, a link, a FIFO, unparsable content) is quarantined once
+        it has not changed for the grace period, so a writer still writing is
+        never cut off. Links and FIFOs are never opened.
+        """
         path = self._path(name)
-        if name not in self.bad:
+        if name not in self.bad and regular and name.endswith(".json") and not name.startswith("."):
             # The usual case, a good file seen for the first time: read it
             # straight away (the reader refuses links and non-regular files
             # itself); the lstat below is only needed to remember a bad one.

@@ -164,19 +164,25 @@ def test_oversize_file_quarantined_without_reading_it(ws: Path) -> None:
     assert (ws / "quarantine" / "huge.json").stat().st_size == 64 * 1024**3
 
 
-def test_non_task_names_are_ignored_not_quarantined(ws: Path) -> None:
-    """A foreign writer's temp name (the safe way to drop a task) and an
-    editor's swap file are never parsed nor moved, however long they sit."""
+def test_non_task_names_wait_the_grace_then_are_quarantined(ws: Path) -> None:
+    """A foreign writer's temp name or a dot-file is left alone while it changes
+    (and for the grace period after), then quarantined like any bad input."""
     ds, clock = inbox_ws(ws)
     names = ["job.json.part", ".job.json.swp", "notes.txt", "0123.tmp"]
     for name in names:
         (ws / "inbox" / name).write_text('{"title": ')
-    clock.advance(GRACE * 10)
     assert ds.claim_next("w") is None
-    assert sorted(os.listdir(ws / "inbox")) == sorted(names)
+    clock.advance(GRACE / 2)
+    assert ds.claim_next("w") is None
+    assert sorted(os.listdir(ws / "inbox")) == sorted(names)  # within the grace: untouched
     (ws / "inbox" / "job.json.part").write_text('{"title": "done writing"}')
     os.rename(ws / "inbox" / "job.json.part", ws / "inbox" / "job.json")
     assert ds.claim_next("w").title == "done writing"
+    clock.advance(GRACE * 10)
+    ds.sweep_inbox()
+    assert os.listdir(ws / "inbox") == []
+    reasons = {r["file"] for r in ds.quarantined()}
+    assert reasons == {f"inbox/{n}" for n in names if n != "job.json.part"}
 
 
 def test_quarantine_keeps_both_of_two_same_named_files(ws: Path) -> None:
