@@ -3,76 +3,23 @@ answers typed as keystrokes, $EDITOR a small script that writes the longer answe
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import select
 import signal
 import subprocess
 import sys
-import termios
 import textwrap
 import time
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from pty_terminal import Terminal
 
 from dropsited import DropSite, TaskBuilder
 from dropsited.cli import main
 
 DROPSITED = Path(sys.executable).parent / "dropsited"
-
-
-class Terminal:
-    """The real command on a pseudo-terminal that is its controlling tty (Ctrl-C works)."""
-
-    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
-        self.master, slave = os.openpty()
-        self.proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env,
-                                     preexec_fn=_own_tty, close_fds=True)
-        os.close(slave)
-        self.seen = ""
-        self.pos = 0
-
-    def _read(self, timeout: float) -> bool:
-        ready, _, _ = select.select([self.master], [], [], timeout)
-        if not ready:
-            return True
-        try:
-            data = os.read(self.master, 65536)
-        except OSError:  # EIO: the other side closed
-            data = b""
-        self.seen += data.decode("utf-8", "replace")
-        return bool(data)
-
-    def expect(self, text: str, timeout: float = 10) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.seen[self.pos:]:
-            left = deadline - time.monotonic()
-            if left <= 0 or not self._read(left):
-                raise AssertionError(f"{text!r} did not appear; the terminal shows:\n{self.seen}")
-        self.pos = self.seen.index(text, self.pos) + len(text)
-
-    def type(self, keys: str) -> None:
-        os.write(self.master, keys.encode())
-
-    def finish(self, timeout: float = 10) -> int:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self._read(0.2):
-            pass
-        return self.proc.wait(max(0.1, deadline - time.monotonic()))
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        os.close(self.master)
-
-
-def _own_tty() -> None:
-    os.setsid()
-    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
 @pytest.fixture

@@ -3,73 +3,21 @@ live view on a pseudo-terminal, left with q and with Ctrl-C."""
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import select
 import subprocess
 import sys
-import termios
 import time
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from pty_terminal import Terminal
 
 from dropsited import DropSite, TaskBuilder
 from dropsited.cli import main
 
 DROPSITED = Path(sys.executable).parent / "dropsited"
-
-
-class Terminal:
-    """The real command on a pseudo-terminal that is its controlling tty (Ctrl-C works)."""
-
-    def __init__(self, argv: list[str]) -> None:
-        self.master, slave = os.openpty()
-        env = {"PATH": os.environ.get("PATH", ""), "TERM": "xterm", "LANG": "C.UTF-8"}
-        self.proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env,
-                                     preexec_fn=_own_tty, close_fds=True)
-        os.close(slave)
-        self.seen = ""
-
-    def _read(self, timeout: float) -> bool:
-        ready, _, _ = select.select([self.master], [], [], timeout)
-        if not ready:
-            return True
-        try:
-            data = os.read(self.master, 65536)
-        except OSError:  # EIO: the other side closed
-            data = b""
-        self.seen += data.decode("utf-8", "replace")
-        return bool(data)
-
-    def wait_for(self, count: int, text: str, timeout: float = 10) -> None:
-        deadline = time.monotonic() + timeout
-        while self.seen.count(text) < count:
-            left = deadline - time.monotonic()
-            if left <= 0 or not self._read(left):
-                raise AssertionError(f"{text!r} x{count} did not appear:\n{self.seen}")
-
-    def type(self, keys: str) -> None:
-        os.write(self.master, keys.encode())
-
-    def finish(self, timeout: float = 10) -> int:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self._read(0.2):
-            pass
-        return self.proc.wait(max(0.1, deadline - time.monotonic()))
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        os.close(self.master)
-
-
-def _own_tty() -> None:
-    os.setsid()
-    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
 @pytest.fixture
@@ -94,7 +42,8 @@ def terminal():
     opened: list[Terminal] = []
 
     def start(*args: str) -> Terminal:
-        opened.append(Terminal([str(DROPSITED), *args]))
+        env = {"PATH": os.environ.get("PATH", ""), "TERM": "xterm", "LANG": "C.UTF-8"}
+        opened.append(Terminal([str(DROPSITED), *args], env))
         return opened[-1]
 
     yield start

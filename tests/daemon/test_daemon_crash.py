@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from .daemon_harness import agent, daemon_session, processes_of, wait_until, write_script
+from .daemon_harness import agent, processes_of, wait_until, write_script
 
 # First attempt of each task: write the pid where the test finds it, then hang.
 # Later attempts: succeed at once.
@@ -65,11 +65,6 @@ def handle(task):
 AgentLoop(DropSite(sys.argv[1]), "external", handle, poll_interval=0.05, verbose=False).run()
 """
 
-
-@pytest.fixture
-def run_daemon(tmp_path: Path):
-    with daemon_session(tmp_path) as make:
-        yield make
 
 
 @pytest.fixture

@@ -7,10 +7,9 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 from service.notify_socket import notify_socket  # tests/ is on sys.path (rootdir packages)
 
-from .daemon_harness import agent, daemon_session, py, wait_until
+from .daemon_harness import agent, py, wait_until
 
 SERVICE = "import time\nwhile True: time.sleep(1)"
 WORKER = """
@@ -21,11 +20,6 @@ for line in sys.stdin:
           flush=True)
 """
 
-
-@pytest.fixture
-def run_daemon(tmp_path: Path):
-    with daemon_session(tmp_path) as make:
-        yield make
 
 
 def test_sigterm_lets_a_running_task_finish_within_the_grace(run_daemon) -> None:

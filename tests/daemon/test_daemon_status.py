@@ -10,9 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
-
-from .daemon_harness import DROPSITED, agent, daemon_session, py, wait_until
+from .daemon_harness import DROPSITED, agent, py, wait_until
 
 TALKER = """
 import sys, time
@@ -24,11 +22,6 @@ while True:
     time.sleep(0.1)
 """
 
-
-@pytest.fixture
-def run_daemon(tmp_path: Path):
-    with daemon_session(tmp_path) as make:
-        yield make
 
 
 def test_status_table_json_records_and_exit_3_without_a_daemon(run_daemon) -> None:

@@ -55,11 +55,6 @@ def read_pid(path: Path, timeout: float = 5.0) -> int:
     return int(path.read_text())
 
 
-@pytest.fixture
-def run_daemon(tmp_path: Path):
-    with daemon_session(tmp_path) as make:
-        yield make
-
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory):

@@ -18,16 +18,6 @@ from dropsited.protocol.store import TASK_FOLDERS
 REPO = Path(__file__).resolve().parents[2]
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Soak tests run only when asked for (`-m soak`): the suite stays under 90 s."""
-    if "soak" in (config.getoption("markexpr") or ""):
-        return
-    skip = pytest.mark.skip(reason="soak test: run with -m soak")
-    for item in items:
-        if "soak" in item.keywords and Path(str(item.fspath)).is_relative_to(Path(__file__).parent):
-            item.add_marker(skip)
-
-
 class FakeClock:
     """Epoch seconds that only move when a test says so."""
 
