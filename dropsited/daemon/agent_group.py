@@ -80,9 +80,10 @@ class AgentGroup:
         self.running.pop(task_id, None)
         if folder == "done":
             self.tasks_done += 1
-        elif folder in ("inbox", "failed"):
+        elif folder in ("inbox", "failed") and error:
+            # a failed attempt; a release (drain) has no error and a "later"
+            # (exit 75) is not a failure of the agent
             self.tasks_failed += 1
-        if error:
             self.last_error = error
 
     def state(self, now: float) -> AgentState:

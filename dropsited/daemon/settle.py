@@ -22,8 +22,9 @@ def settle(ds: DropSite, task: Task, outcome: Outcome, agent: str) -> str:
         if outcome.kind == BLOCK:
             ds.block(task, outcome.error)
             return "blocked"
-        return ds.fail(task, outcome.error, tempfail=outcome.kind == TEMPFAIL,
-                       details=outcome.details)
+        folder = ds.fail(task, outcome.error, tempfail=outcome.kind == TEMPFAIL,
+                         details=outcome.details)
+        return "later" if outcome.kind == TEMPFAIL else folder  # not a failure of the agent
     except ClaimLost as exc:
         log.warning("%s: %s; result kept in late-results.jsonl", agent, exc)
         return "lost"

@@ -143,7 +143,8 @@ class Task:
         except UnicodeDecodeError as exc:
             raise InvalidTask(f"not UTF-8 text (byte {exc.start})") from None
         except json.JSONDecodeError as exc:
-            raise InvalidTask(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+            msg = exc.msg[:-3] if exc.msg.endswith(" at") else exc.msg  # "Invalid control character at"
+            raise InvalidTask(f"not valid JSON: {msg} at line {exc.lineno} column {exc.colno}") from None
         except RecursionError:
             raise InvalidTask("JSON nested too deeply") from None
         return cls.from_dict(data, default_id=default_id)

@@ -196,3 +196,18 @@ def test_agent_records_count_tasks(daemon: RunningDaemon) -> None:
     record = daemon.wait_agent("failer", lambda r: r["tasks_failed"] >= 1 and r["last_error"],
                                what="tasks_failed and last_error")
     assert "exit status 3" in record["last_error"]
+
+
+def test_exit_75_is_not_counted_as_a_failure_of_the_agent() -> None:
+    """settle() reports a tempfail as 'later', which the agent's record does not count."""
+    from dropsited.daemon.agent_group import AgentGroup
+
+    group = AgentGroup.__new__(AgentGroup)
+    group.running, group.tasks_done, group.tasks_failed, group.last_error = {"t": None}, 0, 0, ""
+    group.finished("t", "later", "busy, try later")
+    group.running["r"] = None
+    group.finished("r", "inbox", "")  # released on drain
+    assert (group.tasks_failed, group.last_error) == (0, "")
+    group.running["f"] = None
+    group.finished("f", "inbox", "exit status 3: boom")
+    assert (group.tasks_failed, group.last_error) == (1, "exit status 3: boom")
