@@ -16,19 +16,30 @@ from ..service.render import render
 _EXIT_USAGE = 2
 
 
+def _one_platform(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """The three flags share one value and click keeps the last given: refuse two."""
+    given = sorted({a for a in sys.argv[1:] if a in ("--systemd", "--launchd", "--pm2")})
+    if len(given) > 1:
+        _fail(f"choose one of --systemd, --launchd, --pm2 (got {' '.join(given)})")
+    return value
+
+
 def _platform_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """--systemd/--launchd/--pm2 (one `platform` value), --user and --dest, shared by both verbs."""
     options = [
         click.option(
-            "--systemd", "platform", flag_value="systemd", help="A systemd unit (Linux default)."
+            "--systemd", "platform", flag_value="systemd", callback=_one_platform,
+            help="A systemd unit (Linux default).",
         ),
         click.option(
             "--launchd",
             "platform",
             flag_value="launchd",
+            callback=_one_platform,
             help="A LaunchAgent plist (macOS default).",
         ),
-        click.option("--pm2", "platform", flag_value="pm2", help="A pm2 ecosystem.config.js."),
+        click.option("--pm2", "platform", flag_value="pm2", callback=_one_platform,
+                     help="A pm2 ecosystem.config.js."),
         click.option(
             "--user",
             is_flag=True,

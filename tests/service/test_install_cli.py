@@ -128,3 +128,11 @@ def test_help_has_an_example(verb, tmp_path):
     result = run(verb, "--help", cwd=tmp_path)
     assert result.returncode == 0
     assert "Example:" in result.stdout
+
+
+def test_two_platform_flags_are_refused(project):
+    result = run("install", "--systemd", "--launchd", "--print", cwd=project)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "dropsited service: choose one of --systemd, --launchd, --pm2 (got --launchd --systemd)"]
+    assert result.stdout == ""
