@@ -180,6 +180,9 @@ def register(group: click.Group) -> None:
             return
         except (click.Abort, KeyboardInterrupt):  # Ctrl-C or end of input
             session.release("review interrupted")
+            if not sys.stdin.isatty():  # piped answers ran out: a normal end, like q
+                click.echo(f"\nEnd of input. {session.summary()}")
+                return
             click.echo(f"\nInterrupted. {session.summary()}", err=True)
             sys.exit(EXIT_INTERRUPTED)
         click.echo(session.summary())

@@ -219,3 +219,13 @@ def test_plain_feedback_verb_still_answers(ds: DropSite) -> None:
 def test_help_has_an_example() -> None:
     out = CliRunner().invoke(main, ["review", "--help"])
     assert out.exit_code == 0 and "Example:" in out.output and "dropsited review" in out.output
+
+
+def test_end_of_piped_input_is_a_normal_end(ds: DropSite) -> None:
+    """Answers piped in that run out end the review like q (exit 0), the task given back."""
+    task_id = ds.submit(TaskBuilder("ask me", "u").assign("human").build())
+    result = subprocess.run([str(DROPSITED), "review", str(ds.workspace)], stdin=subprocess.DEVNULL,
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert "End of input." in result.stdout
+    assert ds.locate(task_id).folder == "inbox"
