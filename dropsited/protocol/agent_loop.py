@@ -79,6 +79,8 @@ class AgentLoop:
         try:
             try:
                 self._in_handler = True
+                if self._stop.is_set():  # the signal came between the claim and now
+                    raise _Stop()
                 result = self.handler(task)
             finally:
                 self._in_handler = False

@@ -17,6 +17,7 @@ import pytest
 from conftest import EXAMPLES
 
 from dropsited import DropSite
+from dropsited.protocol.task import parse_iso
 
 EXAMPLE = EXAMPLES / "multi-agent-pipeline"
 SHIPPED_URL = "LLM_BASE_URL: http://127.0.0.1:8011"
@@ -77,10 +78,13 @@ def test_plan_fan_out_fan_in_through_the_stub(tmp_path: Path, stub, daemon, wait
                                 "What comes next"]
     editor = ds.get_task(plan["editor_task"])
     assert editor.depends_on == plan["section_tasks"] and editor.parent_id == plan_id
-    finished = {e["status"]: e["at"] for e in editor.history}
+    finished = {e["status"]: parse_iso(e["at"]) for e in editor.history}
     for section in plan["section_tasks"]:
-        done_at = next(e["at"] for e in ds.get_task(section).history if e["status"] == "done")
-        assert done_at <= finished["active"]  # fan-in: the editor started after every section
+        done_at = next(parse_iso(e["at"]) for e in ds.get_task(section).history
+                       if e["status"] == "done")
+        # fan-in: the editor started after every section (a claim's time has
+        # millisecond resolution, it is in the claimed file's name)
+        assert done_at <= finished["active"] + 0.001
 
     text = report.read_text()
     assert text.startswith("# tide pools\n\n_[stub-model] A report in 3 sections._\n\n")

@@ -134,7 +134,9 @@ def test_sigkill_at_random_instants_then_recover(ws: Path, tmp_path: Path) -> No
     ids = fill(ws, 1500, max_retries=8)
     rng = random.Random(1234)
     kills = interrupted = 0
-    for round_ in range(20):
+    for round_ in range(40):
+        if round_ >= 20 and interrupted >= 3:
+            break  # enough kills landed mid-move; more rounds only when they did not
         working = tmp_path / f"working{round_}"
         child = python_child(CHAOS, str(ws), str(round_), str(working),
                              stdout=subprocess.DEVNULL)
@@ -274,3 +276,20 @@ def test_agent_loop_releases_task_on_sigterm(ws: Path) -> None:
     task = ds.get_task(tid)
     assert task.retry_count == 0 and task.history[-1]["released"] is True
     assert task.assigned_to is None
+
+
+def test_agent_loop_signal_between_claim_and_handler_releases_without_running(ws: Path) -> None:
+    """A stop requested after the claim but before the handler starts gives the task back
+    at once; the handler (here: one that would run 60 s) never starts."""
+    from dropsited import AgentLoop
+    ds = DropSite(ws, durable=False)
+    tid = ds.submit(TaskBuilder("t", "me").build())
+    ran = []
+    loop = AgentLoop(ds, "a", lambda t: ran.append(t.id), verbose=False)
+    task = ds.claim_next("a")
+    loop.stop()  # what the SIGTERM handler does when no handler is running yet
+    try:
+        loop._handle(task)
+    except BaseException as exc:  # _Stop ends run(); here we only check what it did
+        assert type(exc).__name__ == "_Stop"
+    assert ran == [] and ds.locate(tid).folder == "inbox"
