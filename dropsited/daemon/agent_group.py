@@ -51,6 +51,10 @@ class AgentGroup:
     def free_slots(self) -> int:
         raise NotImplementedError
 
+    def prefetch_slots(self) -> int:
+        """Tasks it would take beyond its idle processes; only exec agents claim ahead."""
+        return 0
+
     def assign(self, task: Task) -> None:
         raise NotImplementedError
 

@@ -271,21 +271,33 @@ class Daemon:
 
     # -- dispatch ---------------------------------------------------------------------
     def _dispatch(self) -> None:
-        """Hand tasks to free agents until none can take more; claims are the only I/O."""
+        """Hand tasks to free agents until none can take more; claims are the only I/O.
+
+        Idle processes of every agent are served first, round-robin; only then
+        do agents with short tasks claim one ahead per process (prefetch_slots).
+        """
+        for prefetch in (False, True):
+            if not self._dispatch_round(prefetch):
+                return
+
+    def _dispatch_round(self, prefetch: bool) -> bool:
+        """One claim per agent with room, round after round; False on a claim error."""
         progress = True
         while progress:
             progress = False
             for group in list(self.groups.values()):
-                if not group.takes_tasks() or group.free_slots() <= 0:
+                room = group.prefetch_slots() if prefetch else group.free_slots()
+                if not group.takes_tasks() or room <= 0:
                     continue
                 try:
                     task = self.ds.claim_next(group.name, group.tags, refresh=False, by_name=True)
                 except (DropSiteError, OSError) as exc:
                     self._once("dispatch", f"cannot claim tasks: {exc}")
-                    return
+                    return False
                 if task is not None:
                     group.assign(task)
                     progress = True
+        return True
 
     def _once(self, key: str, message: str) -> None:
         """Log a recurring condition (disk full, say) once per minute, not once per loop."""

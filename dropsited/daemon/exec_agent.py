@@ -8,6 +8,7 @@ import queue
 import signal
 import subprocess
 import threading
+from dataclasses import dataclass
 
 from ..protocol import Task
 from .agent_env import task_environ
@@ -18,6 +19,19 @@ from .outcome import from_exit
 from .settle import release, settle
 
 POLL_SLICE = 0.25  # how often a running task checks for timeout, drain kill and leftovers
+PREFETCH_BELOW = 1.0  # seconds: claim ahead only for agents whose last task ran shorter
+
+
+@dataclass(frozen=True)
+class _Exited:
+    """A task whose process has ended, with what the outcome needs."""
+
+    task: Task
+    returncode: int
+    out: bytes
+    err: bytes
+    timed_out: bool
+    killed: bool
 
 
 class ExecAgent(AgentGroup):
@@ -34,11 +48,29 @@ class ExecAgent(AgentGroup):
         self.paused_until = 0.0
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
         self.slot_threads = 0
+        self.recent_runtime: float | None = None  # seconds the last process ran (slot threads)
 
     def free_slots(self) -> int:
-        if self.fatal or self.kill_requested or self.ctx.clock() < self.paused_until:
+        if self._stalled():
             return 0
         return self.spec.concurrency - len(self.running)
+
+    def prefetch_slots(self) -> int:
+        """One task may wait, already claimed, behind each process while tasks are short.
+
+        A slot whose process exits then starts the next one at once and records
+        the finished task while it runs: the claim, the loop's round trip and
+        the result's write leave the path between two processes. Long tasks
+        (or none seen yet) get no prefetch, so a claimed task never waits
+        minutes behind another while some other agent could have taken it.
+        """
+        quick = self.recent_runtime is not None and self.recent_runtime < PREFETCH_BELOW
+        if not quick or self.ctx.draining or self._stalled():
+            return 0
+        return 2 * self.spec.concurrency - len(self.running)
+
+    def _stalled(self) -> bool:
+        return self.fatal or self.kill_requested or self.ctx.clock() < self.paused_until
 
     def assign(self, task: Task) -> None:
         """Hand `task` to a slot thread, which spawns the agent and waits for it.
@@ -48,21 +80,43 @@ class ExecAgent(AgentGroup):
         the daemon goes; spawning there keeps the fork off the main loop.
         """
         self.running[task.id] = task
-        if len(self.running) > self.slot_threads:
+        if len(self.running) > self.slot_threads and self.slot_threads < self.spec.concurrency:
             self.slot_threads += 1
             threading.Thread(target=self._slot, daemon=True,
                              name=f"{self.name}-slot{self.slot_threads}").start()
         self.queue.put(task)
 
     def _slot(self) -> None:
-        while (task := self.queue.get()) is not None:
-            if self.kill_requested:
-                release(self.ctx.ds, task, "daemon stopping", self.name)
-                self.ctx.post("finished", self.name, task.id, "inbox", "")
-                continue
-            child = self._spawn(task)
+        """Run queued tasks one process at a time; record each after its successor started."""
+        exited: _Exited | None = None
+        while True:
+            if exited is None:
+                task = self.queue.get()
+            else:
+                try:
+                    task = self.queue.get_nowait()
+                except queue.Empty:
+                    self._record(exited)
+                    exited = None
+                    continue
+            if task is None:  # close()
+                if exited is not None:
+                    self._record(exited)
+                return
+            child = self._start(task)
+            if exited is not None:
+                self._record(exited)
+                exited = None
             if child is not None:
-                self._run(task, child, task.to_json() if self.spec.input == "stdin" else None)
+                exited = self._wait(task, child)
+
+    def _start(self, task: Task) -> ChildProcess | None:
+        if self.kill_requested or self.ctx.draining:
+            # claimed ahead of its turn, and the daemon is stopping: back, unused
+            release(self.ctx.ds, task, "daemon stopping", self.name)
+            self.ctx.post("finished", self.name, task.id, "inbox", "")
+            return None
+        return self._spawn(task)
 
     def _spawn(self, task: Task) -> ChildProcess | None:
         task_file = self.ctx.ds.workspace / "active" / task.holder.file_name(task.id)
@@ -94,22 +148,36 @@ class ExecAgent(AgentGroup):
         else:
             self.paused_until = self.ctx.clock() + min(60.0, 2 ** self.spawn_failures * 0.25)
 
-    # -- runner thread ----------------------------------------------------------
-    def _run(self, task: Task, child: ChildProcess, data: bytes | None) -> None:
+    # -- slot thread ---------------------------------------------------------------
+    def _wait(self, task: Task, child: ChildProcess) -> _Exited | None:
+        """Wait for the process and collect its output; None if the runner itself failed."""
+        data = task.to_json(indent=None) if self.spec.input == "stdin" else None
         try:
             out, err, timed_out, killed = self._communicate(child, data)
             self._kill_leftovers(child)
+            self.recent_runtime = child.ran_for()
             for stream in (out, err):  # both go to the agent's log; stdout is also the result
                 if stream:
                     self.log_file.write(stream if stream.endswith(b"\n") else stream + b"\n")
-            if killed:
+            return _Exited(task, child.popen.returncode, out, err, timed_out, killed)
+        except Exception as exc:  # never let a slot thread die silently
+            log.exception("%s: runner for %s failed", self.name, task.id)
+            self.ctx.post("finished", self.name, task.id, "error", str(exc))
+            return None
+
+    def _record(self, exited: _Exited) -> None:
+        """Move the task to where its outcome sends it, then tell the loop."""
+        task = exited.task
+        try:
+            if exited.killed:
                 release(self.ctx.ds, task, "daemon stopping", self.name)
                 folder, error = "inbox", ""
             else:
-                outcome = from_exit(child.popen.returncode, out, err, timed_out, self.spec.timeout)
+                outcome = from_exit(exited.returncode, exited.out, exited.err,
+                                    exited.timed_out, self.spec.timeout)
                 folder, error = settle(self.ctx.ds, task, outcome, self.name), outcome.error
-        except Exception as exc:  # never let a runner thread die silently
-            log.exception("%s: runner for %s failed", self.name, task.id)
+        except Exception as exc:  # never let a slot thread die silently
+            log.exception("%s: recording %s failed", self.name, task.id)
             folder, error = "error", str(exc)
         self.ctx.post("finished", self.name, task.id, folder, error)
 
@@ -158,7 +226,18 @@ class ExecAgent(AgentGroup):
                 child.kill_tree(timeout=2.0)
 
     def begin_stop(self) -> None:
-        """Let running tasks finish; the daemon calls kill_now when its grace runs out."""
+        """Running tasks may finish (kill_now ends them when the grace runs out);
+        tasks claimed ahead of a busy process go back to the inbox now, unused."""
+        while True:
+            try:
+                task = self.queue.get_nowait()
+            except queue.Empty:
+                return
+            if task is None:  # close() came first: leave its sentinel for the slots
+                self.queue.put(None)
+                return
+            release(self.ctx.ds, task, "daemon stopping", self.name)
+            self.finished(task.id, "inbox")
 
     def stopped(self) -> bool:
         return not self.running

@@ -14,10 +14,24 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 
 _OVERFLOW_TEXT = "overflow"
+
+# The kernel events that can change what inbox/ holds: an entry appears (create,
+# rename in), a writer finishes (close after write), an entry goes (rename out,
+# delete). Opens, reads, modifies and attribute changes are left out of the
+# inotify mask: each claim opens the file it parses, and a slow writer's every
+# write() would otherwise wake three watchdog threads and the loop for nothing.
+_EVENTS = [FileCreatedEvent, FileMovedEvent, FileClosedEvent, FileDeletedEvent]
 
 
 def _deliver_moves_at_once() -> None:
@@ -43,7 +57,7 @@ class _Handler(FileSystemEventHandler):
         self.notify = notify
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.is_directory or event.event_type in ("opened", "closed_no_write"):
+        if event.is_directory:
             return
         path = getattr(event, "dest_path", "") or event.src_path
         self.notify(os.path.basename(os.fsdecode(path)))
@@ -73,7 +87,8 @@ class InboxWatcher:
     def start(self) -> None:
         _deliver_moves_at_once()
         observer = Observer()
-        observer.schedule(_Handler(self.notify), str(self.inbox), recursive=False)
+        observer.schedule(_Handler(self.notify), str(self.inbox), recursive=False,
+                          event_filter=_EVENTS)
         observer.daemon = True
         observer.start()
         logging.getLogger("watchdog").addHandler(self._spotter)

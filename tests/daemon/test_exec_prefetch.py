@@ -1,0 +1,113 @@
+"""exec agents with short tasks claim one task ahead per process (docs/MANIFEST.md, `concurrency`).
+
+What must hold whatever the prefetch does: never more processes than `concurrency`,
+every task run once, a task claimed ahead never waits behind a long one while the
+agent has no short-task history, and a drain gives such tasks back at once, unused.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from .daemon_harness import agent, write_script
+
+# Records each run as start/end marker files, so overlap can be counted afterwards.
+TRACED = """#!/bin/bash
+cat > /dev/null
+start=$(date +%s.%N)
+sleep "${SLEEP:-0.02}"
+end=$(date +%s.%N)
+echo "$start $end" > "$TRACE/$DROPSITE_TASK_ID.$$"
+echo '{}'
+"""
+
+# Sleeps as long as the task's title says (seconds).
+BY_TITLE = """#!/bin/bash
+title=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["title"])')
+sleep "$title"
+echo '{}'
+"""
+
+
+def _runs(trace: Path) -> list[tuple[str, float, float]]:
+    runs = []
+    for path in trace.iterdir():
+        start, end = path.read_text().split()
+        runs.append((path.name.split(".")[0], float(start), float(end)))
+    return runs
+
+
+def _max_overlap(runs: list[tuple[str, float, float]]) -> int:
+    edges = sorted([(s, 1) for _, s, _ in runs] + [(e, -1) for _, _, e in runs])
+    level = peak = 0
+    for _, step in edges:
+        level += step
+        peak = max(peak, level)
+    return peak
+
+
+def test_claiming_ahead_never_runs_more_processes_than_concurrency(run_daemon, tmp_path) -> None:
+    """60 short tasks on 2 processes: each runs once, never three at a time."""
+    trace = tmp_path / "trace"
+    trace.mkdir()
+    script = write_script(tmp_path / "traced.sh", TRACED)
+    d = run_daemon([agent("quick", [str(script)], concurrency=2,
+                          env={"TRACE": str(trace)})])
+    ids = [d.drop(f"t{i}", to="quick") for i in range(60)]
+    most_held = 0
+    deadline = time.monotonic() + 60
+    while sum(1 for _ in (d.ws / "done").iterdir()) < len(ids) and time.monotonic() < deadline:
+        most_held = max(most_held, len(os.listdir(d.ws / "active")))
+        time.sleep(0.002)
+    for task_id in ids:
+        d.wait_in(task_id, "done")
+    runs = _runs(trace)
+    assert sorted(r[0] for r in runs) == sorted(ids)  # each task ran exactly once
+    assert _max_overlap(runs) <= 2
+    assert most_held <= 4  # two running, at most one claimed ahead behind each
+    assert d.stop() == 0
+
+
+def test_no_task_is_claimed_ahead_behind_a_long_one(run_daemon, tmp_path) -> None:
+    script = write_script(tmp_path / "by_title.sh", BY_TITLE)
+    d = run_daemon([agent("one", [str(script)])])
+    slow = d.drop("1.5", to="one")
+    d.wait_in(slow, "active")
+    waiting = d.drop("0", to="one")
+    started = time.monotonic()
+    while d.folder_of(slow) == "active" and time.monotonic() - started < 5:
+        assert d.folder_of(waiting) == "inbox"  # no short task seen yet: no claim ahead
+        time.sleep(0.05)
+    d.wait_in(slow, "done")
+    d.wait_in(waiting, "done")
+    # The last task took 0 s, the next slow one has a task claimed behind it...
+    d.wait_in(d.drop("0", to="one"), "done")
+    slow = d.drop("1.5", to="one")
+    d.wait_in(slow, "active")
+    behind = d.drop("0", to="one")
+    d.wait_in(behind, "active", timeout=1)
+    # ...which the second slow run (1.5 s) then stops: the next is not claimed ahead.
+    d.wait_in(slow, "done")
+    d.wait_in(behind, "done")
+    assert d.stop() == 0
+
+
+def test_a_drain_gives_tasks_claimed_ahead_back_at_once_unused(run_daemon, tmp_path) -> None:
+    script = write_script(tmp_path / "by_title.sh", BY_TITLE)
+    d = run_daemon([agent("one", [str(script)])], "--grace", "10")
+    d.wait_in(d.drop("0", to="one"), "done")  # a short task: the agent may now claim ahead
+    slow = d.drop("2", to="one")
+    d.wait_in(slow, "active")
+    behind = d.drop("0", to="one")
+    d.wait_in(behind, "active", timeout=1)
+    d.send(signal.SIGTERM)
+    task = d.wait_in(behind, "inbox", timeout=1.5)  # long before the slow task ends
+    assert d.folder_of(slow) == "active"
+    assert task["retry_count"] == 0
+    assert task["history"][-1].get("released") is True
+    assert d.proc.wait(timeout=10) == 0, d.stderr()  # once the slow task is done
+    assert d.folders_holding(slow) == ["done"]
+    assert d.folders_holding(behind) == ["inbox"]
