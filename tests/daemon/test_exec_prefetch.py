@@ -18,16 +18,16 @@ from .daemon_harness import agent, write_script
 TRACED = """#!/bin/bash
 cat > /dev/null
 start=$(date +%s.%N)
-sleep "${SLEEP:-0.02}"
+sleep 0.01
 end=$(date +%s.%N)
 echo "$start $end" > "$TRACE/$DROPSITE_TASK_ID.$$"
 echo '{}'
 """
 
-# Sleeps as long as the task's title says (seconds).
+# Sleeps 2.5 s for a task titled "slow"; answers at once (a few ms of bash) otherwise.
 BY_TITLE = """#!/bin/bash
-title=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["title"])')
-sleep "$title"
+task=$(cat)
+case "$task" in *'"title": "slow"'*) sleep 2.5 ;; esac
 echo '{}'
 """
 
@@ -74,22 +74,23 @@ def test_claiming_ahead_never_runs_more_processes_than_concurrency(run_daemon, t
 def test_no_task_is_claimed_ahead_behind_a_long_one(run_daemon, tmp_path) -> None:
     script = write_script(tmp_path / "by_title.sh", BY_TITLE)
     d = run_daemon([agent("one", [str(script)])])
-    slow = d.drop("1.5", to="one")
+    slow = d.drop("slow", to="one")
     d.wait_in(slow, "active")
-    waiting = d.drop("0", to="one")
+    waiting = d.drop("quick", to="one")
     started = time.monotonic()
     while d.folder_of(slow) == "active" and time.monotonic() - started < 5:
         assert d.folder_of(waiting) == "inbox"  # no short task seen yet: no claim ahead
         time.sleep(0.05)
     d.wait_in(slow, "done")
     d.wait_in(waiting, "done")
-    # The last task took 0 s, the next slow one has a task claimed behind it...
-    d.wait_in(d.drop("0", to="one"), "done")
-    slow = d.drop("1.5", to="one")
+    # The last task took a few ms: now a task is claimed behind the next slow one.
+    d.wait_in(d.drop("quick", to="one"), "done")
+    slow = d.drop("slow", to="one")
     d.wait_in(slow, "active")
-    behind = d.drop("0", to="one")
+    behind = d.drop("quick", to="one")
     d.wait_in(behind, "active", timeout=1)
-    # ...which the second slow run (1.5 s) then stops: the next is not claimed ahead.
+    d.wait_agent("one", lambda r: r["running"] == [slow] and r["claimed_ahead"] == [behind],
+                 timeout=1.8, what="the task claimed ahead listed apart")
     d.wait_in(slow, "done")
     d.wait_in(behind, "done")
     assert d.stop() == 0
@@ -98,10 +99,10 @@ def test_no_task_is_claimed_ahead_behind_a_long_one(run_daemon, tmp_path) -> Non
 def test_a_drain_gives_tasks_claimed_ahead_back_at_once_unused(run_daemon, tmp_path) -> None:
     script = write_script(tmp_path / "by_title.sh", BY_TITLE)
     d = run_daemon([agent("one", [str(script)])], "--grace", "10")
-    d.wait_in(d.drop("0", to="one"), "done")  # a short task: the agent may now claim ahead
-    slow = d.drop("2", to="one")
+    d.wait_in(d.drop("quick", to="one"), "done")  # a short task: the agent may now claim ahead
+    slow = d.drop("slow", to="one")
     d.wait_in(slow, "active")
-    behind = d.drop("0", to="one")
+    behind = d.drop("quick", to="one")
     d.wait_in(behind, "active", timeout=1)
     d.send(signal.SIGTERM)
     task = d.wait_in(behind, "inbox", timeout=1.5)  # long before the slow task ends
