@@ -15,6 +15,7 @@ from .agent_env import task_environ
 from .agent_group import AgentGroup
 from .child import ChildProcess
 from .context import log
+from .exec_pipes import ExecPipes
 from .outcome import from_exit
 from .settle import release, settle
 
@@ -153,15 +154,13 @@ class ExecAgent(AgentGroup):
 
     # -- slot thread ---------------------------------------------------------------
     def _wait(self, task: Task, child: ChildProcess) -> _Exited | None:
-        """Wait for the process and collect its output; None if the runner itself failed."""
+        """Wait for the process, its output going to the log as it comes; None if the
+        runner itself failed."""
         data = task.to_json(indent=None) if self.spec.input == "stdin" else None
         try:
             out, err, timed_out, killed = self._communicate(child, data)
             self._kill_leftovers(child)
             self.recent_runtime = child.ran_for()
-            for stream in (out, err):  # both go to the agent's log; stdout is also the result
-                if stream:
-                    self.log_file.write(stream if stream.endswith(b"\n") else stream + b"\n")
             return _Exited(task, child.popen.returncode, out, err, timed_out, killed)
         except Exception as exc:  # never let a slot thread die silently
             log.exception("%s: runner for %s failed", self.name, task.id)
@@ -185,30 +184,45 @@ class ExecAgent(AgentGroup):
         self.ctx.post("finished", self.name, task.id, folder, error)
 
     def _communicate(self, child: ChildProcess, data: bytes | None) -> tuple[bytes, bytes, bool, bool]:
-        deadline = None if self.spec.timeout is None else self.ctx.clock() + self.spec.timeout
+        """(stdout, stderr, timed_out, killed by the daemon's stop) once the process is over."""
+        pipes = ExecPipes(child.popen, data, self.log_file)
+        try:
+            timed_out, killed = self._supervise(child, pipes)
+        finally:
+            pipes.close()
+        return bytes(pipes.out), bytes(pipes.err), timed_out, killed
+
+    def _supervise(self, child: ChildProcess, pipes: ExecPipes) -> tuple[bool, bool]:
+        clock = self.ctx.clock
+        deadline = None if self.spec.timeout is None else clock() + self.spec.timeout
+        exited_at: float | None = None  # when the agent exited while its pipes stayed open
         while True:
-            wait = POLL_SLICE if deadline is None else max(0.0, min(POLL_SLICE, deadline - self.ctx.clock()))
-            try:
-                out, err = child.popen.communicate(data, timeout=wait)
+            wait = POLL_SLICE if deadline is None else max(0.0, min(POLL_SLICE, deadline - clock()))
+            if pipes.open:
+                pipes.pump(wait)
+            else:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    child.popen.wait(timeout=wait)
+            if child.popen.poll() is not None and not pipes.open:
                 # kill_now's SIGKILL may end the process before we look at the
                 # flag: a death by signal after it was set is the daemon's doing
-                killed = self.kill_requested and (child.popen.returncode or 0) < 0
-                return out or b"", err or b"", False, killed
-            except subprocess.TimeoutExpired:
-                data = None  # sent (or being sent) by the first call
+                return False, self.kill_requested and child.popen.returncode < 0
             if self.kill_requested:
                 child.kill_tree(timeout=2.0)
-                out, err = child.popen.communicate()
-                return out or b"", err or b"", False, True
-            if deadline is not None and self.ctx.clock() >= deadline:
+                pipes.drain(2.0)
+                return False, True
+            if deadline is not None and clock() >= deadline:
                 child.stop_blocking(self.spec.stop_signal, self.spec.stop_grace)
-                out, err = child.popen.communicate()
-                return out or b"", err or b"", True, False
+                pipes.drain(2.0)
+                return True, False
             if child.popen.poll() is not None:
-                # The agent exited but something still holds its pipes open: a
-                # grandchild, maybe one that left the process group (setsid), so
-                # a group signal is not enough. kill_tree also finds it by its tag.
-                child.kill_tree(timeout=2.0)
+                exited_at = exited_at if exited_at is not None else clock()
+                if clock() - exited_at >= POLL_SLICE:
+                    # The agent exited but something still holds its pipes open: a
+                    # grandchild, maybe one that left the process group (setsid), so
+                    # a group signal is not enough. kill_tree also finds it by its tag.
+                    child.kill_tree(timeout=2.0)
+                    pipes.drain(2.0)
 
     @staticmethod
     def _kill_leftovers(child: ChildProcess) -> None:
