@@ -9,6 +9,7 @@ never lets one file pass ``max_bytes``: ``name.log`` rotates to ``name.log.1`` .
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -72,7 +73,7 @@ class RotatingLog:
         return self.path.with_name(f"{self.path.name}.{i}")
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock, contextlib.suppress(OSError):  # a full disk already refused the bytes
             self._file.close()
 
     def __enter__(self) -> RotatingLog:

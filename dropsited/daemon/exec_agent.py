@@ -53,6 +53,10 @@ class ExecAgent(AgentGroup):
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
         self.slot_threads = 0
         self.recent_runtime: float | None = None  # seconds the last process ran (slot threads)
+        # Processes alive now, against spec.concurrency: slot threads outlive a reload
+        # that lowers concurrency, and tasks claimed ahead must not start extra ones.
+        self._permits = threading.Condition()
+        self._live = 0
 
     def free_slots(self) -> int:
         if self._stalled():
@@ -64,9 +68,11 @@ class ExecAgent(AgentGroup):
 
         A slot whose process exits then starts the next one at once and records
         the finished task while it runs: the claim, the loop's round trip and
-        the result's write leave the path between two processes. Long tasks
-        (or none seen yet) get no prefetch, so a claimed task never waits
-        minutes behind another while some other agent could have taken it.
+        the result's write leave the path between two processes. After a long
+        task (or before any) nothing is claimed ahead. The rule looks at the last
+        task only: with tasks of mixed lengths, a task claimed ahead may wait
+        behind a long one, while the agent's other processes keep taking from
+        the same queue.
         """
         quick = self.recent_runtime is not None and self.recent_runtime < PREFETCH_BELOW
         if not quick or self.ctx.draining or self._stalled():
@@ -107,6 +113,11 @@ class ExecAgent(AgentGroup):
                 if exited is not None:
                     self._record(exited)
                 return
+            if exited is not None and not self._take_permit(wait=False):
+                self._record(exited)  # no process may start yet: record while waiting
+                exited = None
+            if exited is None:
+                self._take_permit(wait=True)
             child = self._start(task)
             if exited is not None:
                 self._record(exited)
@@ -114,13 +125,37 @@ class ExecAgent(AgentGroup):
             if child is not None:
                 exited = self._wait(task, child)
 
+    def _take_permit(self, wait: bool) -> bool:
+        """Count one more live process if `concurrency` allows (waiting for it if `wait`)."""
+        with self._permits:
+            while self._live >= self.spec.concurrency and not self.kill_requested:
+                if not wait:
+                    return False
+                self._permits.wait(POLL_SLICE)
+            self._live += 1
+            return True
+
+    def _give_permit(self) -> None:
+        with self._permits:
+            self._live -= 1
+            self._permits.notify()
+
     def _start(self, task: Task) -> ChildProcess | None:
-        if self.kill_requested or self.ctx.draining:
-            # claimed ahead of its turn, and the daemon is stopping: back, unused
-            release(self.ctx.ds, task, "daemon stopping", self.name)
+        """Spawn the agent for `task` under a permit taken by the caller; None (permit
+        given back) when no process started."""
+        child = None
+        if self.kill_requested or self.ctx.draining or self._stalled():
+            # claimed ahead of its turn, and the daemon is stopping or the agent
+            # cannot start: back, unused
+            reason = "daemon stopping" if self.kill_requested or self.ctx.draining else \
+                "agent paused after failed starts"
+            release(self.ctx.ds, task, reason, self.name)
             self.ctx.post("finished", self.name, task.id, "inbox", "")
-            return None
-        return self._spawn(task)
+        else:
+            child = self._spawn(task)
+        if child is None:
+            self._give_permit()
+        return child
 
     def _spawn(self, task: Task) -> ChildProcess | None:
         task_file = self.ctx.ds.workspace / "active" / task.holder.file_name(task.id)
@@ -133,8 +168,11 @@ class ExecAgent(AgentGroup):
                     stdin=subprocess.PIPE if use_stdin else subprocess.DEVNULL,
                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, clock=self.ctx.clock)
                 self.children[task.id] = child
-        except OSError as exc:
-            message = f"cannot start {self.spec.argv()[0]!r}: {exc.strerror or exc}"
+        except Exception as exc:  # OSError mostly; anything else must not kill the slot
+            detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            message = f"cannot start {self.spec.argv()[0]!r}: {detail}"
+            if not isinstance(exc, OSError):
+                log.exception("%s: %s", self.name, message)
             release(self.ctx.ds, task, message, self.name)
             self.ctx.post("spawn_failed", self.name, task.id, message)
             return None
@@ -164,8 +202,12 @@ class ExecAgent(AgentGroup):
             return _Exited(task, child.popen.returncode, out, err, timed_out, killed)
         except Exception as exc:  # never let a slot thread die silently
             log.exception("%s: runner for %s failed", self.name, task.id)
+            with contextlib.suppress(Exception):  # never a second run beside this one
+                child.kill_tree(timeout=2.0)
             self.ctx.post("finished", self.name, task.id, "error", str(exc))
             return None
+        finally:
+            self._give_permit()
 
     def _record(self, exited: _Exited) -> None:
         """Move the task to where its outcome sends it, then tell the loop."""

@@ -17,12 +17,14 @@ import time
 from typing import IO, Any
 
 from .agent_log import RotatingLog
+from .context import log as logger
 
 READ_CHUNK = 65536
 WRITE_CHUNK = 65536
 STDERR_KEPT = 64 * 1024  # the history entry shows the last lines; this is plenty
 # poll(2), as subprocess uses: for three pipes once, epoll's set-up syscalls cost more.
 _Selector = getattr(selectors, "PollSelector", selectors.SelectSelector)
+_last_log_error = [0.0]
 
 
 class ExecPipes:
@@ -69,9 +71,25 @@ class ExecPipes:
             self.pump(min(left, 0.1))
 
     def close(self) -> None:
+        for partial in self._partial.values():
+            if partial:  # a pipe still open after drain(): keep its last words
+                self._log(bytes(partial) + b"\n")
+                partial.clear()
         for key in list(self._selector.get_map().values()):
             self._done(key.fileobj)
         self._selector.close()
+
+    def _log(self, data: bytes) -> None:
+        """A log that cannot be written (disk full) must not stop the task: the output
+        is still collected for the outcome, and the daemon says so once a minute."""
+        try:
+            self.log.write(data)
+        except (OSError, ValueError) as exc:
+            now = time.monotonic()
+            if now - _last_log_error[0] >= 60.0:
+                _last_log_error[0] = now
+                logger.error("cannot write agent log %s: %s (not repeated for a minute)",
+                             self.log.path, exc)
 
     def _feed(self) -> None:
         try:
@@ -89,7 +107,8 @@ class ExecPipes:
         data = os.read(fd, READ_CHUNK)
         if not data:
             if self._partial[fd]:  # the next output starts on a line of its own
-                self.log.write(bytes(self._partial[fd]) + b"\n")
+                self._log(bytes(self._partial[fd]) + b"\n")
+                self._partial[fd].clear()
             self._done(stream)
             return
         self._log_lines(fd, data)
@@ -107,7 +126,7 @@ class ExecPipes:
         partial += data
         cut = partial.rfind(b"\n") + 1 if len(partial) <= READ_CHUNK else len(partial)
         if cut:
-            self.log.write(bytes(partial[:cut]))
+            self._log(bytes(partial[:cut]))
             del partial[:cut]
 
     def _done(self, stream: IO[Any]) -> None:

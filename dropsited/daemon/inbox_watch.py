@@ -18,6 +18,7 @@ from watchdog.events import (
     FileClosedEvent,
     FileCreatedEvent,
     FileDeletedEvent,
+    FileModifiedEvent,
     FileMovedEvent,
     FileSystemEvent,
     FileSystemEventHandler,
@@ -27,11 +28,13 @@ from watchdog.observers import Observer
 _OVERFLOW_TEXT = "overflow"
 
 # The kernel events that can change what inbox/ holds: an entry appears (create,
-# rename in), a writer finishes (close after write), an entry goes (rename out,
-# delete). Opens, reads, modifies and attribute changes are left out of the
-# inotify mask: each claim opens the file it parses, and a slow writer's every
-# write() would otherwise wake three watchdog threads and the loop for nothing.
-_EVENTS = [FileCreatedEvent, FileMovedEvent, FileClosedEvent, FileDeletedEvent]
+# rename in), is written (modify: a writer that keeps its fd open, or whose
+# background child inherited it, never closes), is finished (close after write)
+# or goes (rename out, delete). Opens and reads are left out of the inotify mask:
+# every claim and every index parse opens a task file, and each of those events
+# would wake three watchdog threads and the loop for nothing.
+_EVENTS = [FileCreatedEvent, FileMovedEvent, FileModifiedEvent, FileClosedEvent,
+           FileDeletedEvent]
 
 
 def _deliver_moves_at_once() -> None:

@@ -10,6 +10,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from dropsited import TaskBuilder
+
 from .daemon_harness import DROPSITED, agent, py, wait_until
 
 TALKER = """
@@ -99,6 +101,53 @@ def test_a_dropped_task_is_dispatched_within_milliseconds_also_right_after_a_cla
         d.wait_in(d.drop(to="echo"), "done")
         took.append(time.monotonic() - started)
     assert statistics.median(took) < 0.2, took
+    assert d.stop() == 0
+
+
+def test_foreign_writers_are_seen_at_once_not_at_the_next_rescan(run_daemon, tmp_path) -> None:
+    """Every way a foreign writer may put a task in inbox/ is dispatched well before the
+    5 s rescan. Regression: with IN_MODIFY out of the inotify mask, a writer that kept its
+    fd open (or whose background child inherited it) waited for the rescan."""
+    d = run_daemon([agent("echo", ["/bin/echo", "hi"])])
+    inbox = d.ws / "inbox"
+
+    def task_bytes() -> tuple[str, bytes]:
+        task = TaskBuilder("foreign", "test").build()
+        return task.id, task.to_json()
+
+    def keep_open(path: Path, data: bytes) -> None:
+        held = open(path, "wb")  # noqa: SIM115 - closed after the task is done
+        time.sleep(0.1)
+        held.write(data)
+        held.flush()
+        kept.append(held)
+
+    def shell(path: Path, data: bytes, script: str) -> None:
+        subprocess.run(["bash", "-c", script, "x", data.decode(), str(path)], check=True)
+
+    def outside(path: Path, data: bytes, tool: str) -> None:
+        src = tmp_path / f"src-{path.name}"
+        src.write_bytes(data)
+        subprocess.run([tool, str(src), str(path)], check=True)
+
+    kept: list = []
+    writers = {
+        "fd kept open": keep_open,
+        "background child holds the fd": lambda p, b: shell(
+            p, b, '{ sleep 0.1; printf "%s" "$1"; sleep 3 & } > "$2"'),
+        "printf >": lambda p, b: shell(p, b, 'printf "%s" "$1" > "$2"'),
+        "cp": lambda p, b: outside(p, b, "cp"),
+        "mv": lambda p, b: outside(p, b, "mv"),
+        "ln": lambda p, b: outside(p, b, "ln"),
+    }
+    for how, write in writers.items():
+        task_id, data = task_bytes()
+        write(inbox / f"{task_id}.json", data)
+        started = time.monotonic()
+        d.wait_in(task_id, "done", timeout=10)
+        assert time.monotonic() - started < 2.0, how
+    for held in kept:
+        held.close()
     assert d.stop() == 0
 
 

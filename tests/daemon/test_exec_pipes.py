@@ -40,3 +40,17 @@ def test_stdout_and_stderr_never_share_a_line_of_the_log(run_daemon) -> None:
     lines = d.log_text("terse").splitlines()
     assert lines.count("no newline") == 2 and lines.count("err no newline") == 2, lines
     assert d.stop() == 0
+
+
+def test_a_log_that_cannot_be_written_does_not_run_the_task_twice(run_daemon, tmp_path) -> None:
+    """Regression: a log write error while the agent ran (disk full) abandoned the task
+    with its process alive, and the daemon requeued and ran it again beside it."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    script = ('cat > /dev/null; echo working; touch "$MARKS/$$"; sleep 1.5; echo \'{"ok": 1}\'')
+    d = run_daemon([agent("a", script, log="/dev/full", env={"MARKS": str(marks)})])
+    task = d.wait_in(d.drop(to="a"), "done", timeout=15)
+    assert task["result"] == {"output": 'working\n{"ok": 1}'}
+    assert len(list(marks.iterdir())) == 1  # one run
+    assert d.stop() == 0, d.stderr()
+    assert d.stderr().count("cannot write agent log /dev/full") == 1

@@ -12,7 +12,7 @@ import signal
 import time
 from pathlib import Path
 
-from .daemon_harness import agent, write_script
+from .daemon_harness import agent, wait_until, write_script
 
 # Records each run as start/end marker files, so overlap can be counted afterwards.
 TRACED = """#!/bin/bash
@@ -112,3 +112,38 @@ def test_a_drain_gives_tasks_claimed_ahead_back_at_once_unused(run_daemon, tmp_p
     assert d.proc.wait(timeout=10) == 0, d.stderr()  # once the slow task is done
     assert d.folders_holding(slow) == ["done"]
     assert d.folders_holding(behind) == ["inbox"]
+
+
+# Regression (review of the claim-ahead change): slot threads started under a higher
+# concurrency outlived a reload that lowered it, and with tasks claimed ahead all of
+# them ran at once (4 processes with concurrency 2).
+SLOW_OR_QUICK = """#!/bin/bash
+task=$(cat)
+case "$task" in *'"title": "slow"'*)
+  start=$(date +%s.%N); sleep 1; end=$(date +%s.%N)
+  echo "$start $end" > "$TRACE/$DROPSITE_TASK_ID.$$" ;;
+esac
+echo '{}'
+"""
+
+
+def test_a_reload_that_lowers_concurrency_is_obeyed_by_every_slot(run_daemon, tmp_path) -> None:
+    trace = tmp_path / "trace"
+    trace.mkdir()
+    script = write_script(tmp_path / "a.sh", SLOW_OR_QUICK)
+
+    def spec(concurrency: int) -> list[dict]:
+        return [agent("a", [str(script)], concurrency=concurrency, env={"TRACE": str(trace)})]
+
+    d = run_daemon(spec(4))
+    for task_id in [d.drop("quick", to="a") for _ in range(8)]:  # four slot threads, quick history
+        d.wait_in(task_id, "done")
+    d.write_manifest(spec(2))
+    d.send(signal.SIGHUP)
+    wait_until(lambda: "concurrency 4 -> 2" in d.stderr(), 5, "reload applied")
+    for task_id in [d.drop("slow", to="a") for _ in range(6)]:
+        d.wait_in(task_id, "done", timeout=30)
+    runs = [(p.name, *map(float, p.read_text().split())) for p in trace.iterdir()]
+    assert len(runs) == 6
+    assert _max_overlap(runs) <= 2
+    assert d.stop() == 0
