@@ -35,3 +35,17 @@ class Context:
 
     def post(self, *event: object) -> None:
         self.events.put(event)
+
+
+_last_logged: dict[str, float] = {}
+
+
+def log_limited(key: str, message: str, interval: float = 60.0) -> None:
+    """Log an error at most once per `interval` per `key` (the rest at debug): a full disk
+    must not write one line per task or per chunk while it lasts."""
+    now = time.monotonic()
+    if now - _last_logged.get(key, float("-inf")) >= interval:
+        _last_logged[key] = now
+        log.error("%s (not repeated for a minute)", message)
+    else:
+        log.debug("%s", message)

@@ -17,14 +17,13 @@ import time
 from typing import IO, Any
 
 from .agent_log import RotatingLog
-from .context import log as logger
+from .context import log_limited
 
 READ_CHUNK = 65536
 WRITE_CHUNK = 65536
 STDERR_KEPT = 64 * 1024  # the history entry shows the last lines; this is plenty
 # poll(2), as subprocess uses: for three pipes once, epoll's set-up syscalls cost more.
 _Selector = getattr(selectors, "PollSelector", selectors.SelectSelector)
-_last_log_error = [0.0]
 
 
 class ExecPipes:
@@ -85,11 +84,7 @@ class ExecPipes:
         try:
             self.log.write(data)
         except (OSError, ValueError) as exc:
-            now = time.monotonic()
-            if now - _last_log_error[0] >= 60.0:
-                _last_log_error[0] = now
-                logger.error("cannot write agent log %s: %s (not repeated for a minute)",
-                             self.log.path, exc)
+            log_limited(f"log:{self.log.path}", f"cannot write agent log {self.log.path}: {exc}")
 
     def _feed(self) -> None:
         try:

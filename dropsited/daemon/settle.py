@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import time
-
 from ..protocol import ClaimLost, DropSiteError, Task
 from ..protocol.workspace import DropSite
-from .context import log
+from .context import log, log_limited
 from .outcome import BLOCK, DONE, FEEDBACK, TEMPFAIL, Outcome
 
 
@@ -32,20 +30,8 @@ def settle(ds: DropSite, task: Task, outcome: Outcome, agent: str) -> str:
         # Disk full or similar: the task stays in active/ under the daemon's
         # name and the daemon requeues it once writes succeed again; never lost.
         # Logged once a minute, not once per task, while the condition lasts.
-        _log_storage_error(f"{agent}: could not record outcome of {task.id}: {exc}")
+        log_limited("storage", f"{agent}: could not record outcome of {task.id}: {exc}")
         return "error"
-
-
-_last_storage_error = [0.0]
-
-
-def _log_storage_error(message: str) -> None:
-    now = time.monotonic()
-    if now - _last_storage_error[0] >= 60.0:
-        _last_storage_error[0] = now
-        log.error("%s (further such errors are not logged for a minute)", message)
-    else:
-        log.debug("%s", message)
 
 
 def release(ds: DropSite, task: Task, reason: str, agent: str) -> None:
