@@ -110,16 +110,16 @@ class FolderIndex:
 
     def observe(self, name: str) -> None:
         """Look at one name (a file-system event hint) without rescanning the folder."""
-        path = self.store.folder(self.folder) / name
         try:
-            os.lstat(path)
+            info = os.lstat(self._path(name))
         except FileNotFoundError:
             self.discard(name)
             self.bad.pop(name, None)
             return
-        self._observe(name, None)
+        self._observe(name, None, info)
 
-    def _observe(self, name: str, dirent: os.DirEntry | None) -> None:
+    def _observe(self, name: str, dirent: os.DirEntry | None,
+                 info: os.stat_result | None = None) -> None:
         if parse_temp_name(name):
             return  # a move in progress; store.recover_temp_files owns these
         try:
@@ -127,7 +127,7 @@ class FolderIndex:
                 inode = dirent.inode()
                 regular = dirent.is_file(follow_symlinks=False)  # d_type: no extra call
             else:
-                info = os.lstat(self._path(name))
+                info = info or os.lstat(self._path(name))
                 inode, regular = info.st_ino, stat.S_ISREG(info.st_mode)
         except FileNotFoundError:
             return
