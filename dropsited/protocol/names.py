@@ -50,18 +50,17 @@ def new_task_id() -> str:
 def _check(kind: str, value: object, pattern: re.Pattern[str], limit: int) -> str:
     if not isinstance(value, str):
         raise InvalidName(f"{kind} must be a string, got {type(value).__name__}")
-    shown = repr(value[:80])
     if not value:
         raise InvalidName(f"{kind} is empty")
     if "\x00" in value:
-        raise InvalidName(f"{kind} {shown} contains a NUL byte")
+        raise InvalidName(f"{kind} {value[:80]!r} contains a NUL byte")
     if "/" in value or "\\" in value or ".." in value:
-        raise InvalidName(f"{kind} {shown} looks like a path ('/', '\\' or '..' are not allowed)")
+        raise InvalidName(f"{kind} {value[:80]!r} looks like a path ('/', '\\' or '..' are not allowed)")
     if len(value) > limit:
         raise InvalidName(f"{kind} is {len(value)} characters long (at most {limit})")
     if not pattern.match(value):
         raise InvalidName(
-            f"{kind} {shown} has characters outside letters, digits and {_allowed(pattern)}"
+            f"{kind} {value[:80]!r} has characters outside letters, digits and {_allowed(pattern)}"
         )
     return value
 
