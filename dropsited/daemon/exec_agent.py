@@ -279,7 +279,7 @@ class ExecAgent(AgentGroup):
     def check_memory(self) -> None:
         if self.spec.max_memory is None:
             return
-        for task_id, child in list(self.children.items()):
+        for task_id, child in tuple(self.children.items()):
             if child.poll() is None and child.rss_tree() > self.spec.max_memory:
                 log.warning("%s: task %s over max_memory; killed", self.name, task_id)
                 child.kill_tree(timeout=2.0)
@@ -303,7 +303,7 @@ class ExecAgent(AgentGroup):
 
     def kill_now(self) -> None:
         self.kill_requested = True
-        for child in list(self.children.values()):
+        for child in self._children_now():
             if child.poll() is None:
                 child.send_signal_group(signal.SIGKILL)
 
@@ -316,7 +316,13 @@ class ExecAgent(AgentGroup):
         return record
 
     def held_pids(self) -> set[int]:
-        return {c.pid for c in self.children.values()}
+        return {c.pid for c in self._children_now()}
+
+    def _children_now(self) -> tuple[ChildProcess, ...]:
+        """The children at this instant, for the main thread: slot threads add to
+        `children` at any time, and iterating a dict that grows raises RuntimeError
+        (tuple() copies it in one step under the GIL)."""
+        return tuple(self.children.values())
 
     def close(self) -> None:
         for _ in range(self.slot_threads):
@@ -326,7 +332,7 @@ class ExecAgent(AgentGroup):
     def instances(self, now: float) -> list[dict]:
         return [{"index": i, "state": "RUNNING", "pid": c.pid, "task": tid,
                  "uptime": round(c.ran_for(), 1), "restarts": 0, "last_error": ""}
-                for i, (tid, c) in enumerate(self.children.items())]
+                for i, (tid, c) in enumerate(tuple(self.children.items()))]
 
     def state(self, now: float):
         from .states import AgentState
