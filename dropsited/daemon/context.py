@@ -40,11 +40,11 @@ class Context:
 _last_logged: dict[str, float] = {}
 
 
-def log_limited(key: str, message: str, interval: float = 60.0) -> None:
-    """Log an error at most once per `interval` per `key` (the rest at debug): a full disk
-    must not write one line per task or per chunk while it lasts."""
+def log_limited(key: str, message: str) -> None:
+    """Log an error at most once a minute per `key` (the rest at debug): a recurring
+    condition (a full disk, say) must not write one line per task, chunk or loop turn."""
     now = time.monotonic()
-    if now - _last_logged.get(key, float("-inf")) >= interval:
+    if now - _last_logged.get(key, float("-inf")) >= 60.0:
         _last_logged[key] = now
         log.error("%s (not repeated for a minute)", message)
     else:

@@ -23,7 +23,7 @@ from ..service.defaults import DEFAULT_DRAIN_GRACE
 from ..service.sdnotify import Notifier, format_status
 from . import subreaper
 from .agent_group import AgentGroup
-from .context import Context, log
+from .context import Context, log, log_limited
 from .exec_agent import ExecAgent
 from .inbox_watch import InboxWatcher
 from .manifest import AgentSpec, Manifest, ManifestError, load_manifest
@@ -292,17 +292,12 @@ class Daemon:
                 try:
                     task = self.ds.claim_next(group.name, group.tags, refresh=False, by_name=True)
                 except (DropSiteError, OSError) as exc:
-                    self._once("dispatch", f"cannot claim tasks: {exc}")
+                    log_limited("dispatch", f"cannot claim tasks: {exc}")
                     return False
                 if task is not None:
                     group.assign(task)
                     progress = True
         return True
-
-    def _once(self, key: str, message: str) -> None:
-        """Log a recurring condition (disk full, say) once per minute, not once per loop."""
-        if self._due(f"log:{key}", 60.0):
-            log.error("%s", message)
 
     # -- groups -------------------------------------------------------------------------
     def _all_groups(self) -> list[AgentGroup]:
@@ -431,7 +426,7 @@ class Daemon:
                 self.ds.release(task, reason)
                 log.info("requeued %s: %s", parsed[0], reason)
             except (DropSiteError, FileNotFoundError) as exc:
-                self._once("release", f"could not requeue {entry.name}: {exc}")
+                log_limited("release", f"could not requeue {entry.name}: {exc}")
 
     # -- status ------------------------------------------------------------------------------
     def _publish(self, force: bool = False) -> None:
@@ -448,7 +443,7 @@ class Daemon:
                 self._publish_daemon()
         except (DropSiteError, OSError) as exc:
             # A full disk must not stop the daemon; the records are rewritten once it can.
-            self._once("publish", f"cannot write status records: {exc}")
+            log_limited("publish", f"cannot write status records: {exc}")
 
     def _publish_daemon(self) -> None:
         counts = self.ds.stats()

@@ -144,11 +144,11 @@ class ExecAgent(AgentGroup):
         """Spawn the agent for `task` under a permit taken by the caller; None (permit
         given back) when no process started."""
         child = None
-        if self.kill_requested or self.ctx.draining or self._stalled():
+        stopping = self.kill_requested or self.ctx.draining
+        if stopping or self._stalled():
             # claimed ahead of its turn, and the daemon is stopping or the agent
             # cannot start: back, unused
-            reason = "daemon stopping" if self.kill_requested or self.ctx.draining else \
-                "agent paused after failed starts"
+            reason = "daemon stopping" if stopping else "agent paused after failed starts"
             release(self.ctx.ds, task, reason, self.name)
             self.ctx.post("finished", self.name, task.id, "inbox", "")
         else:
