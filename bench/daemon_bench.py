@@ -64,8 +64,6 @@ PY_WORKER = AGENTS / "json_worker.py"
 NODE_WORKER = AGENTS / "json_worker.js"
 LEGACY_LOOP = AGENTS / "legacy_agent_loop.py"
 IDLE_SERVICE = AGENTS / "idle_service.sh"
-SETPRIV = shutil.which("setpriv") if sys.platform.startswith("linux") else None
-SETPRIV_WRAPPER = f"{SETPRIV} --pdeathsig KILL --"
 DROPSITED = [str(Path(sys.executable).parent / "dropsited")]  # --dropsited replaces it
 WAIT_LIMIT = 60.0
 
@@ -401,19 +399,14 @@ def daemon_throughput(base: Path, label: str, agent: dict, fast: bool, inbox: Pa
         run.stop()
 
 
-def xargs_throughput(base: Path, inbox: Path, concurrency: int, wrapper: str = "") -> float:
-    """`xargs -P C` running the same agent script on copies of the same task files.
-
-    `wrapper`: a command put before the agent, e.g. the daemon's parent-death
-    wrapper, to tell its cost from the daemon's own.
-    """
+def xargs_throughput(base: Path, inbox: Path, concurrency: int) -> float:
+    """`xargs -P C` running the same agent script on copies of the same task files."""
     work = Path(tempfile.mkdtemp(prefix="xargs-", dir=base))
     names = task_files(inbox)
     for name in names:
         shutil.copyfile(inbox / name, work / name)
-    agent = f"{wrapper} {EXEC_AGENT}".strip()
     cmd = (f"find . -name '*.json' -print0 | xargs -0 -P {concurrency} -n 1 "
-           f"sh -c 'exec {agent} < \"$0\" > \"$0.out\"'")
+           f"sh -c 'exec {EXEC_AGENT} < \"$0\" > \"$0.out\"'")
     start = time.perf_counter()
     subprocess.run(cmd, shell=True, cwd=work, check=True)
     seconds = time.perf_counter() - start
@@ -459,8 +452,6 @@ def bench_exec(base: Path, n: int, repeat: int, levels: list[int]) -> dict[str, 
         for c in levels:
             inbox = stage_tasks(base, n)
             out[f"xargs C={c}"] = xargs_throughput(base, inbox, c)
-            if SETPRIV:
-                out[f"xargs setpriv C={c}"] = xargs_throughput(base, inbox, c, SETPRIV_WRAPPER)
             out[f"daemon fast C={c}"] = daemon_throughput(
                 base, f"exec-fast-c{c}", exec_agent(c), True, inbox)
             out[f"daemon durable C={c}"] = daemon_throughput(
@@ -483,16 +474,6 @@ def print_exec(result: dict[str, float], n: int, levels: list[int], repeat: int)
     print("\nxargs: `find . -name '*.json' -print0 | xargs -0 -P C -n 1 sh -c "
           "'exec bench/agents/echo_exec.sh < \"$0\" > \"$0.out\"'` on copies of the task files "
           "the fast daemon then ran; the durable daemon ran a fresh set of the same size.")
-    if not SETPRIV:
-        return
-    print("\nThe daemon starts each exec agent behind `setpriv --pdeathsig KILL --` (agents die "
-          "with the daemon, issue 3 section 3). The same xargs run with that wrapper before the "
-          "agent shows what the wrapper costs and what is left for the daemon itself:\n")
-    print("| C | xargs + setpriv tasks/s | daemon fast tasks/s | ratio |")
-    print("|---:|---:|---:|---:|")
-    for c in levels:
-        x, f = result[f"xargs setpriv C={c}"], result[f"daemon fast C={c}"]
-        print(f"| {c} | {x:,.0f} | {f:,.0f} | {f / x:.2f}x |")
 
 
 def bench_worker(base: Path, n: int, repeat: int, levels: list[int]) -> dict[str, float]:

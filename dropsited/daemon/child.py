@@ -20,6 +20,10 @@ started as ``setpriv --pdeathsig KILL -- argv`` instead, with no ``preexec_fn``:
 fast spawn path stays open (exec throughput doubled in bench/daemon_bench.py). The
 hook remains the fallback. PDEATHSIG fires when the *thread* that spawned the child
 ends: spawn from the daemon's long-lived main loop, not from a short thread.
+
+Even the setpriv exec costs an exec agent 0.8 ms of CPU per task, so the daemon runs
+a death watch (``death_watch.py``) and spawns exec agents with ``pdeathsig=False``
+while it runs; long-lived agents, spawned once, keep both.
 """
 
 from __future__ import annotations

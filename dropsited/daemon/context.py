@@ -29,6 +29,9 @@ class Context:
     events: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     clock: Callable[[], float] = time.monotonic
     draining: bool = False
+    # True while a death watch (death_watch.py) will kill the agents if the daemon
+    # dies: exec agents then spawn without PDEATHSIG's extra exec per task.
+    death_watch: bool = False
     # Held while a thread spawns and registers a child, and while the loop looks
     # for children nobody holds: a child between the two is never taken for an orphan.
     spawn_lock: threading.Lock = field(default_factory=threading.Lock)

@@ -24,6 +24,7 @@ from ..service.sdnotify import Notifier, format_status
 from . import subreaper
 from .agent_group import AgentGroup
 from .context import Context, log, log_limited
+from .death_watch import DeathWatch
 from .exec_agent import ExecAgent
 from .inbox_watch import InboxWatcher
 from .manifest import AgentSpec, Manifest, ManifestError, load_manifest
@@ -44,6 +45,7 @@ STATUS_INTERVAL = 10.0
 PUBLISH_INTERVAL = 1.0
 MEMORY_INTERVAL = 5.0
 ORPHAN_INTERVAL = 1.0
+DEATH_WATCH_INTERVAL = 1.0  # how soon a killed death watch is replaced
 GROUPS = {"exec": ExecAgent, "worker": WorkerAgent, "service": ServiceAgent}
 
 
@@ -68,6 +70,7 @@ class Daemon:
         self.groups: dict[str, AgentGroup] = {}
         self.retiring: list[AgentGroup] = []
         self.ctx: Context | None = None
+        self.death_watch: DeathWatch | None = None
         self.watcher: InboxWatcher | None = None
         self.identity: dict = {}
         self.registered: dict[str, str] = {}
@@ -102,6 +105,8 @@ class Daemon:
             log.info("recovery: %s", line)
         marker = DaemonMarker.for_current_process(ws).format()
         self.ctx = Context(self.ds, marker, ws / "agents" / "logs")
+        self.death_watch = DeathWatch(marker)
+        self._keep_death_watch()
         self.identity = daemon_identity(self.manifest.path)
         self._install_signals()
         for spec in self.manifest.agents:
@@ -229,6 +234,8 @@ class Daemon:
         if self.orphans_pending and self._due("orphans", ORPHAN_INTERVAL):
             self.orphans_pending = False
             self._reap_orphans()
+        if self._due("death_watch", DEATH_WATCH_INTERVAL):
+            self._keep_death_watch()
         if self._due("memory", MEMORY_INTERVAL):
             for group in self._all_groups():
                 group.check_memory()
@@ -239,6 +246,22 @@ class Daemon:
         for group in self.groups.values():
             if hasattr(group, "reap_removed"):
                 group.reap_removed()
+
+    def _keep_death_watch(self) -> None:
+        """Start the death watch if it is not running; while it is down, exec agents
+        fall back to PDEATHSIG (ctx.death_watch tells them)."""
+        watch = self.death_watch
+        if watch.running():
+            return
+        if watch.popen is not None:
+            log.warning("death watch (pid %d) exited with %s; starting a new one",
+                        watch.pid, watch.popen.returncode)
+        try:
+            watch.start()
+        except OSError as exc:
+            log_limited("death_watch", f"cannot start the death watch ({exc}): agents get "
+                        "PR_SET_PDEATHSIG instead")
+        self.ctx.death_watch = watch.running()
 
     def _reap(self) -> None:
         try:
@@ -261,7 +284,7 @@ class Daemon:
         agent holds is such a leftover: no grandchild outlives its agent.
         """
         with self.ctx.spawn_lock:
-            known = set()
+            known = {self.death_watch.pid} if self.death_watch else set()
             for group in self._all_groups():
                 known |= group.held_pids()
             subreaper.reap_orphans(known)
@@ -400,6 +423,8 @@ class Daemon:
         self._publish(force=True)
         for group in self._all_groups():
             group.close()
+        if self.death_watch is not None:
+            self.death_watch.dismiss()
         self.lock.release()
         log.info("dropsited stopped")
 

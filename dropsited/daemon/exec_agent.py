@@ -85,9 +85,9 @@ class ExecAgent(AgentGroup):
     def assign(self, task: Task) -> None:
         """Hand `task` to a slot thread, which spawns the agent and waits for it.
 
-        Slot threads live as long as the group, so the parent-death signal they
-        arm for their children (it binds to the spawning thread) fires only when
-        the daemon goes; spawning there keeps the fork off the main loop.
+        Spawning in slot threads keeps the fork off the main loop. They live as long
+        as the group, so the parent-death signal a child gets while the death watch
+        is down (it binds to the spawning thread) fires only when the daemon goes.
         """
         self.running[task.id] = task
         if len(self.running) > self.slot_threads and self.slot_threads < self.spec.concurrency:
@@ -166,7 +166,8 @@ class ExecAgent(AgentGroup):
                     self.spec.argv(str(task_file)),
                     cwd=self.spec.cwd, env=task_environ(self.env, task.id, task_file),
                     stdin=subprocess.PIPE if use_stdin else subprocess.DEVNULL,
-                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, clock=self.ctx.clock)
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                    pdeathsig=not self.ctx.death_watch, clock=self.ctx.clock)
                 self.children[task.id] = child
         except Exception as exc:  # OSError mostly; anything else must not kill the slot
             detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc

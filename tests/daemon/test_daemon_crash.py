@@ -4,6 +4,7 @@ is in two folders, no agent outlives the daemon."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -122,7 +123,7 @@ def test_sigkill_of_the_daemon_mid_task_then_restart_loses_nothing(
     agent_pids = [pid_of_attempt(marks, task_id) for task_id in running]
     d.proc.kill()
     d.proc.wait(timeout=5)
-    # pdeathsig: every agent dies with the daemon, without anyone stopping it
+    # the death watch (exec agents) and pdeathsig: every agent dies with the daemon
     wait_until(lambda: all(gone(p) for p in agent_pids), 3, "agents gone with the daemon")
     assert not [p for p in processes_of(tmp_path) if p.pid in agent_pids]
     queued = [d.drop(f"while down {i}", to="quick") for i in range(3)]
@@ -173,23 +174,85 @@ def test_an_external_agentloop_killed_mid_task_has_its_task_back_within_seconds(
     assert d.stop() == 0
 
 
-def test_a_restart_stops_the_grandchildren_a_sigkilled_daemon_left(run_daemon,
-                                                                  tmp_path: Path) -> None:
-    """pdeathsig reaches only the agent itself; a grandchild that left its session survives
-    the daemon's SIGKILL, and the next daemon on the workspace stops it (issue 3 §5)."""
+def death_watch_of(daemon: subprocess.Popen) -> psutil.Process:
+    """The daemon's death watch: its child running death_watch.py."""
+    def find() -> psutil.Process | None:
+        for child in psutil.Process(daemon.pid).children():
+            with contextlib.suppress(psutil.Error):
+                if any(part.endswith("death_watch.py") for part in child.cmdline()):
+                    return child
+        return None
+    wait_until(lambda: find() is not None, 5, "death watch running")
+    return find()
+
+
+def test_a_sigkilled_daemon_takes_grandchildren_that_left_the_session_with_it(
+        run_daemon, tmp_path: Path) -> None:
+    """PDEATHSIG would reach only the agent itself; the death watch kills every process
+    carrying the daemon's marker, within a second of the daemon's death."""
     pidfile = tmp_path / "grandchild.pid"
     d = run_daemon([agent("forker", [sys.executable, "-c", GRANDCHILD, str(pidfile)],
                           mode="service")])
     wait_until(pidfile.exists, 5, "grandchild started")
     grandchild = int(pidfile.read_text())
+    watch = death_watch_of(d.proc)
     d.proc.kill()
     d.proc.wait(timeout=5)
+    wait_until(lambda: gone(grandchild), 3, "grandchild gone with the daemon")
+    wait_until(lambda: not watch.is_running(), 3, "death watch exited")
+    assert "death watch SIGKILLed" in d.stderr()
+    assert not processes_of(tmp_path)
+
+
+def test_a_restart_stops_what_a_daemon_killed_with_its_death_watch_left(
+        run_daemon, tmp_path: Path) -> None:
+    """With the watch SIGKILLed too, the grandchild survives; the next daemon on the
+    workspace stops it (issue 3 section 5)."""
+    pidfile = tmp_path / "grandchild.pid"
+    d = run_daemon([agent("forker", [sys.executable, "-c", GRANDCHILD, str(pidfile)],
+                          mode="service")])
+    wait_until(pidfile.exists, 5, "grandchild started")
+    grandchild = int(pidfile.read_text())
+    death_watch_of(d.proc).kill()
+    d.proc.kill()
+    d.proc.wait(timeout=5)
+    time.sleep(0.5)
     assert not gone(grandchild)
     pidfile.unlink()
     d.start()
     wait_until(lambda: gone(grandchild), 3, "orphan of the previous daemon stopped")
     assert "left by a previous daemon" in d.stderr()
     assert d.stop() == 0
+
+
+def test_a_killed_death_watch_is_replaced_and_exec_agents_still_die_with_the_daemon(
+        run_daemon, marks: Path, tmp_path: Path) -> None:
+    d = run_daemon([agent("hang", [sys.executable, "-c", HANG_ONCE], env={"MARKS": str(marks)},
+                          concurrency=2)])
+    first = death_watch_of(d.proc)
+    first.kill()
+    wait_until(lambda: "death watch" in d.stderr() and "starting a new one" in d.stderr(),
+               5, "daemon noticed its death watch died")
+    second = death_watch_of(d.proc)
+    assert second.pid != first.pid
+    running = [d.drop(f"exec {i}", to="hang") for i in range(2)]
+    agent_pids = [pid_of_attempt(marks, task_id) for task_id in running]
+    d.proc.kill()
+    d.proc.wait(timeout=5)
+    wait_until(lambda: all(gone(p) for p in agent_pids), 3, "agents gone with the daemon")
+    wait_until(lambda: not processes_of(tmp_path), 3, "nothing of the daemon left")
+
+
+def test_a_clean_stop_dismisses_the_death_watch_and_ctrl_c_does_not_reach_it(
+        run_daemon, tmp_path: Path) -> None:
+    d = run_daemon([agent("quick", ["/bin/echo", "quick"])])
+    watch = death_watch_of(d.proc)
+    assert os.getsid(watch.pid) != os.getsid(d.proc.pid)  # a terminal's ^C misses it
+    assert d.wait_in(d.drop(to="quick"), "done")["result"] == {"output": "quick"}
+    assert d.stop(signal.SIGINT) == 0
+    wait_until(lambda: not watch.is_running(), 3, "death watch exited")
+    assert "death watch" not in d.stderr()  # dismissed: it neither killed nor was replaced
+    assert not processes_of(tmp_path)
 
 
 def test_a_task_that_kills_every_agentloop_that_takes_it_ends_in_failed(run_daemon) -> None:
