@@ -474,8 +474,10 @@ class Daemon:
         counts = self.ds.stats()
         running = sum(1 for g in self.groups.values() if g.state(0).name in ("RUNNING", "STARTING"))
         summary = format_status(running, len(self.groups), counts)
+        watch = self.death_watch
         record = {**self.identity, "state": self.state, "workspace": str(self.ds.workspace),
-                  "agents": sorted(self.groups), "queues": counts, "status": summary}
+                  "agents": sorted(self.groups), "queues": counts, "status": summary,
+                  "death_watch_pid": watch.pid if watch and self.ctx.death_watch else None}
         write_daemon_record(self.ds.workspace, record)
         self.notifier.status(summary)
 
