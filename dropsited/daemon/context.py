@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..protocol import DropSite
+from .death_watch import DeathWatch
 
 log = logging.getLogger("dropsited")
 
@@ -29,15 +30,28 @@ class Context:
     events: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     clock: Callable[[], float] = time.monotonic
     draining: bool = False
-    # True while a death watch (death_watch.py) will kill the agents if the daemon
-    # dies: exec agents then spawn without PDEATHSIG's extra exec per task.
-    death_watch: bool = False
+    # Kills the agents if the daemon dies (death_watch.py); None in unit tests.
+    watch: DeathWatch | None = None
     # Held while a thread spawns and registers a child, and while the loop looks
     # for children nobody holds: a child between the two is never taken for an orphan.
     spawn_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def post(self, *event: object) -> None:
         self.events.put(event)
+
+    def watch_up(self) -> bool:
+        """True while the death watch runs: exec agents may skip PDEATHSIG's exec."""
+        return self.watch is not None and self.watch.up
+
+    def track(self, pid: int) -> None:
+        """An agent was spawned: the death watch kills its group if the daemon dies."""
+        if self.watch is not None:
+            self.watch.register(pid)
+
+    def untrack(self, pid: int) -> None:
+        """An agent was reaped: its pid may be reused, so the watch must forget it."""
+        if self.watch is not None:
+            self.watch.forget(pid)
 
 
 _last_logged: dict[str, float] = {}

@@ -45,7 +45,7 @@ STATUS_INTERVAL = 10.0
 PUBLISH_INTERVAL = 1.0
 MEMORY_INTERVAL = 5.0
 ORPHAN_INTERVAL = 1.0
-DEATH_WATCH_INTERVAL = 1.0  # how soon a killed death watch is replaced
+DEATH_WATCH_INTERVAL = 1.0  # a check besides SIGCHLD; failed starts back off (2 s .. 60 s)
 GROUPS = {"exec": ExecAgent, "worker": WorkerAgent, "service": ServiceAgent}
 
 
@@ -71,6 +71,8 @@ class Daemon:
         self.retiring: list[AgentGroup] = []
         self.ctx: Context | None = None
         self.death_watch: DeathWatch | None = None
+        self.watch_failures = 0
+        self.watch_retry_at = 0.0
         self.watcher: InboxWatcher | None = None
         self.identity: dict = {}
         self.registered: dict[str, str] = {}
@@ -105,7 +107,7 @@ class Daemon:
             log.info("recovery: %s", line)
         marker = DaemonMarker.for_current_process(ws).format()
         self.ctx = Context(self.ds, marker, ws / "agents" / "logs")
-        self.death_watch = DeathWatch(marker)
+        self.death_watch = self.ctx.watch = DeathWatch(marker)
         self._keep_death_watch()
         self.identity = daemon_identity(self.manifest.path)
         self._install_signals()
@@ -207,6 +209,7 @@ class Daemon:
 
     def _on_signal_event(self, signum: int) -> None:
         if signum == signal.SIGCHLD:
+            self._keep_death_watch()  # one waitpid: a killed watch is replaced at once
             self.orphans_pending = True  # handled in _periodic, at most once per interval
         elif signum == signal.SIGHUP and self.state == "running":
             self.reload()
@@ -248,20 +251,25 @@ class Daemon:
                 group.reap_removed()
 
     def _keep_death_watch(self) -> None:
-        """Start the death watch if it is not running; while it is down, exec agents
-        fall back to PDEATHSIG (ctx.death_watch tells them)."""
+        """Start the death watch if it is not up, backing off after failed starts;
+        while it is down, exec agents fall back to PDEATHSIG (ctx.watch_up())."""
         watch = self.death_watch
-        if watch.running():
+        if watch is None or (watch.running() and watch.up):
             return
-        if watch.popen is not None:
+        now = self.ctx.clock()
+        if now < self.watch_retry_at:
+            return
+        if watch.popen is not None and watch.popen.returncode is not None:
             log.warning("death watch (pid %d) exited with %s; starting a new one",
                         watch.pid, watch.popen.returncode)
         try:
             watch.start()
+            self.watch_failures = 0
         except OSError as exc:
-            log_limited("death_watch", f"cannot start the death watch ({exc}): agents get "
-                        "PR_SET_PDEATHSIG instead")
-        self.ctx.death_watch = watch.running()
+            self.watch_failures += 1
+            self.watch_retry_at = now + min(60.0, 2.0 ** self.watch_failures)
+            log_limited("death_watch", f"cannot start the death watch ({exc}): exec agents "
+                        "get PR_SET_PDEATHSIG instead")
 
     def _reap(self) -> None:
         try:
@@ -477,7 +485,7 @@ class Daemon:
         watch = self.death_watch
         record = {**self.identity, "state": self.state, "workspace": str(self.ds.workspace),
                   "agents": sorted(self.groups), "queues": counts, "status": summary,
-                  "death_watch_pid": watch.pid if watch and self.ctx.death_watch else None}
+                  "death_watch_pid": watch.pid if watch and watch.up else None}
         write_daemon_record(self.ds.workspace, record)
         self.notifier.status(summary)
 

@@ -124,6 +124,7 @@ class ExecAgent(AgentGroup):
                 exited = None
             if child is not None:
                 exited = self._wait(task, child)
+                self.ctx.untrack(child.pid)
 
     def _take_permit(self, wait: bool) -> bool:
         """Count one more live process if `concurrency` allows (waiting for it if `wait`)."""
@@ -167,8 +168,9 @@ class ExecAgent(AgentGroup):
                     cwd=self.spec.cwd, env=task_environ(self.env, task.id, task_file),
                     stdin=subprocess.PIPE if use_stdin else subprocess.DEVNULL,
                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                    pdeathsig=not self.ctx.death_watch, clock=self.ctx.clock)
+                    pdeathsig=not self.ctx.watch_up(), clock=self.ctx.clock)
                 self.children[task.id] = child
+                self.ctx.track(child.pid)
         except Exception as exc:  # OSError mostly; anything else must not kill the slot
             detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
             message = f"cannot start {self.spec.argv()[0]!r}: {detail}"

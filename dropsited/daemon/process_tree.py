@@ -192,22 +192,6 @@ def find_orphans_from_previous_run(
     return orphans
 
 
-def kill_marked(marker: str, env_name: str = MARKER_ENV, timeout: float = 5.0) -> list[int]:
-    """SIGKILL every process whose ``env_name`` is exactly ``marker``, in rounds until
-    a pass over ``/proc`` finds none (a process may fork between a scan and its kill;
-    the fork inherits the marker). Returns the pids killed."""
-    killed: set[int] = set()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        marked = [p for p in psutil.process_iter()
-                  if p.pid != os.getpid() and is_alive(p) and _env_of(p).get(env_name) == marker]
-        if not marked:
-            break
-        killed.update(signal_all(marked, signal.SIGKILL))
-        time.sleep(0.01)
-    return sorted(killed)
-
-
 def stop_orphans_from_previous_run(
     workspace: str | os.PathLike[str],
     sig: int = signal.SIGTERM,

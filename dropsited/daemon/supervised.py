@@ -70,6 +70,7 @@ class Supervised:
             self.last_error = f"cannot start {self.spec.argv()[0]!r}: {exc.strerror or exc}"
             self._after_exit(None, None, 0.0)
             return
+        self.ctx.track(self.child.pid)
         threading.Thread(target=self._pump_stderr, args=(self.child,), daemon=True,
                          name=f"{self.name}-stderr").start()
         if self.on_spawn is not None:
@@ -103,6 +104,7 @@ class Supervised:
         child = self.child
         assert child is not None
         child.kill_tree(timeout=2.0)  # no grandchild outlives its agent
+        self.ctx.untrack(child.pid)
         code, sig = child.exit_status()
         if self.on_exit is not None:
             self.on_exit(child)

@@ -80,6 +80,7 @@ class RunningDaemon:
         self.ds = DropSite(self.ws, durable=False)
         self.proc: subprocess.Popen | None = None
         self.runs = 0
+        self.command = [DROPSITED]  # a test may run another interpreter
 
     def write_manifest(self, agents: list[dict], defaults: dict | None = None) -> None:
         doc: dict = {"workspace": "ws", "agents": agents}
@@ -96,7 +97,7 @@ class RunningDaemon:
         self.runs += 1
         with open(self.stderr_path, "wb") as err:
             self.proc = subprocess.Popen(
-                [DROPSITED, "up", "-c", str(self.manifest), "--grace", "2", "--retry-base",
+                [*self.command, "up", "-c", str(self.manifest), "--grace", "2", "--retry-base",
                  "0.05", "--fast", "--log-level", "info", *self.args],
                 stdin=subprocess.DEVNULL, stdout=err, stderr=err, env=self.env,
                 cwd=self.tmp_path)

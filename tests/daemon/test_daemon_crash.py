@@ -15,6 +15,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from dropsited.daemon.death_watch import PROGRAM_NAME
+
 from .daemon_harness import agent, processes_of, wait_until, write_script
 
 # First attempt of each task: write the pid where the test finds it, then hang.
@@ -175,11 +177,11 @@ def test_an_external_agentloop_killed_mid_task_has_its_task_back_within_seconds(
 
 
 def death_watch_of(daemon: subprocess.Popen) -> psutil.Process:
-    """The daemon's death watch: its child running death_watch.py."""
+    """The daemon's death watch: its child named dropsited-death-watch."""
     def find() -> psutil.Process | None:
         for child in psutil.Process(daemon.pid).children():
             with contextlib.suppress(psutil.Error):
-                if any(part.endswith("death_watch.py") for part in child.cmdline()):
+                if PROGRAM_NAME in child.cmdline():
                     return child
         return None
     wait_until(lambda: find() is not None, 5, "death watch running")
@@ -213,7 +215,10 @@ def test_a_restart_stops_what_a_daemon_killed_with_its_death_watch_left(
                           mode="service")])
     wait_until(pidfile.exists, 5, "grandchild started")
     grandchild = int(pidfile.read_text())
-    death_watch_of(d.proc).kill()
+    watch = death_watch_of(d.proc)
+    d.proc.send_signal(signal.SIGSTOP)  # so that it cannot start a new watch in between
+    watch.kill()
+    wait_until(lambda: gone(watch.pid), 5, "watch dead (a zombie of the stopped daemon)")
     d.proc.kill()
     d.proc.wait(timeout=5)
     time.sleep(0.5)
@@ -241,6 +246,38 @@ def test_a_killed_death_watch_is_replaced_and_exec_agents_still_die_with_the_dae
     d.proc.wait(timeout=5)
     wait_until(lambda: all(gone(p) for p in agent_pids), 3, "agents gone with the daemon")
     wait_until(lambda: not processes_of(tmp_path), 3, "nothing of the daemon left")
+
+
+def test_exec_agents_that_clear_their_environment_still_die_with_the_daemon(
+        run_daemon, marks: Path, tmp_path: Path) -> None:
+    """`env -i` drops the DROPSITED_DAEMON marker; the watch still has the agent's pid."""
+    clears_env = ["/bin/sh", "-c", 'echo $$ > "$MARKS/$DROPSITE_TASK_ID.pid"; exec env -i sleep 60']
+    d = run_daemon([agent("bare", clears_env, env={"MARKS": str(marks)}, concurrency=2)])
+    running = [d.drop(f"exec {i}", to="bare") for i in range(2)]
+    agent_pids = [pid_of_attempt(marks, task_id) for task_id in running]
+    wait_until(lambda: all(psutil.Process(p).name() == "sleep" for p in agent_pids), 5,
+               "agents exec'd into env -i sleep")
+    d.proc.kill()
+    d.proc.wait(timeout=5)
+    wait_until(lambda: all(gone(p) for p in agent_pids), 3, "agents gone with the daemon")
+
+
+def test_the_watch_needs_nothing_of_the_daemon_s_sys_path(run_daemon, marks: Path,
+                                                           tmp_path: Path) -> None:
+    """A daemon run by a bare interpreter with PYTHONPATH (its watch runs with -I)."""
+    base = getattr(sys, "_base_executable", sys.executable)
+    site = [p for p in sys.path if p.endswith("site-packages")]
+    repo = str(Path(__file__).resolve().parents[2])
+    hang = ["/bin/sh", "-c", 'echo $$ > "$MARKS/$DROPSITE_TASK_ID.pid"; exec sleep 60']
+    d = run_daemon([agent("hang", hang, env={"MARKS": str(marks)})], start=False)
+    d.env = {**d.env, "PYTHONPATH": os.pathsep.join([repo, *site])}
+    d.env.pop("VIRTUAL_ENV", None)
+    d.command = [base, "-m", "dropsited"]
+    d.start()
+    agent_pid = pid_of_attempt(marks, d.drop(to="hang"))
+    d.proc.kill()
+    d.proc.wait(timeout=5)
+    wait_until(lambda: gone(agent_pid), 3, "agent gone with the daemon")
 
 
 def test_a_clean_stop_dismisses_the_death_watch_and_ctrl_c_does_not_reach_it(

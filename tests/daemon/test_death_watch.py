@@ -3,6 +3,7 @@ without a setpriv exec in front of every exec task."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -11,6 +12,7 @@ import time
 import uuid
 from pathlib import Path
 
+import psutil
 import pytest
 
 from dropsited.daemon.death_watch import DeathWatch
@@ -39,43 +41,100 @@ def marker(tmp_path: Path) -> str:
     return f"{tmp_path}:{uuid.uuid4().hex}"
 
 
-def marked_sleeper(marker: str, *, new_session: bool = True) -> subprocess.Popen:
-    """A process that carries `marker` as a daemon's agent would, in its own session."""
-    return subprocess.Popen(["sleep", "60"], env={**os.environ, MARKER_ENV: marker},
-                            start_new_session=new_session)
+# A stand-in daemon: starts a watch, spawns agents as the daemon would, then waits to
+# be SIGKILLed. Agent "bare" has no marker (env -i), "marked" is not registered,
+# "forgotten" was registered and forgotten (a reaped agent whose pid was reused).
+FAKE_DAEMON = """
+import os, subprocess, sys, time
+from dropsited.daemon.death_watch import DeathWatch
+marker = sys.argv[1]
+watch = DeathWatch(marker)
+watch.start()
+def agent(env):
+    return subprocess.Popen(["sleep", "60"], env=env, start_new_session=True).pid
+bare = agent({"PATH": os.environ["PATH"]})
+marked = agent({**os.environ, "DROPSITED_DAEMON": marker})
+forgotten = agent({"PATH": os.environ["PATH"]})
+watch.register(bare)
+watch.register(forgotten)
+watch.forget(forgotten)
+print(bare, marked, forgotten, watch.pid, flush=True)
+time.sleep(60)
+"""
 
 
-def test_the_watch_kills_marked_processes_when_the_daemon_end_of_the_pipe_closes(
-        marker: str) -> None:
-    watch = DeathWatch(marker)
-    watch.start()
-    mine = marked_sleeper(marker)
-    other = marked_sleeper(marker + "-another-daemon")
+def gone(pid: int) -> bool:
     try:
-        watch._close_pipe()  # what the kernel does when the daemon dies, however it dies
-        assert mine.wait(timeout=5) == -9
-        assert watch.popen.wait(timeout=5) == 0
-        time.sleep(0.1)
-        assert other.poll() is None  # another daemon's agent is not this watch's business
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_a_sigkilled_daemon_s_watch_kills_registered_groups_and_marked_processes(
+        marker: str) -> None:
+    daemon = subprocess.Popen([sys.executable, "-c", FAKE_DAEMON, marker], stdout=subprocess.PIPE,
+                              text=True)
+    bare, marked, forgotten, watch = map(int, daemon.stdout.readline().split())
+    try:
+        daemon.kill()
+        daemon.wait()
+        wait_until(lambda: gone(bare) and gone(marked), 3, "agents gone with the daemon")
+        wait_until(lambda: gone(watch), 3, "watch exited")
+        assert not gone(forgotten)  # a forgotten pid may belong to someone else by now
     finally:
-        for proc in (mine, other):
-            proc.kill()
-            proc.wait()
+        for pid in (bare, marked, forgotten, watch):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_a_dismissed_watch_exits_without_killing(marker: str) -> None:
     watch = DeathWatch(marker)
     watch.start()
-    mine = marked_sleeper(marker)
+    mine = subprocess.Popen(["sleep", "60"], env={**os.environ, MARKER_ENV: marker},
+                            start_new_session=True)
+    watch.register(mine.pid)
     try:
         started = time.monotonic()
         watch.dismiss()
         assert watch.popen.returncode == 0
         assert time.monotonic() - started < 2
+        time.sleep(0.1)
         assert mine.poll() is None
     finally:
         mine.kill()
         mine.wait()
+
+
+def test_a_watch_that_cannot_run_is_an_oserror_and_stays_down(marker: str) -> None:
+    watch = DeathWatch(marker, python="/bin/false")
+    with pytest.raises(OSError, match="death watch"):
+        watch.start()
+    assert not watch.up
+
+
+def test_a_replaced_watch_is_told_every_agent_still_registered(marker: str) -> None:
+    watch = DeathWatch(marker)
+    watch.start()
+    agent = subprocess.Popen(["sleep", "60"], env={"PATH": os.environ["PATH"]},
+                             start_new_session=True)
+    try:
+        watch.register(agent.pid)
+        first = watch.popen
+        first.kill()
+        first.wait()
+        assert not watch.running()
+        watch.register(agent.pid + 1000000)  # a write to the dead watch: no error
+        watch.forget(agent.pid + 1000000)
+        watch.start()
+        assert watch.up and watch.popen is not first
+        os.close(watch._write_fd)  # what the kernel does when the daemon dies
+        watch._write_fd = None
+        assert agent.wait(timeout=5) == -signal.SIGKILL
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+            agent.wait()
+        watch.dismiss()
 
 
 def ignored_signals(pid: int) -> set[int]:
@@ -90,9 +149,9 @@ def ignored_signals(pid: int) -> set[int]:
 def test_the_watch_ignores_the_signals_a_terminal_or_a_service_manager_sends(
         marker: str) -> None:
     watch = DeathWatch(marker)
-    watch.start()
-    wait_until(lambda: ignored_signals(watch.pid) >= {signal.SIGINT, signal.SIGTERM, signal.SIGHUP},
-               5, "watch past start-up, ignoring the signals")
+    watch.start()  # returns once the watch said it is ready
+    assert ignored_signals(watch.pid) >= {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    assert os.getsid(watch.pid) == watch.pid
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         watch.popen.send_signal(sig)
     time.sleep(0.2)
