@@ -51,6 +51,14 @@ def wait_until(predicate: Callable[[], object], timeout: float = 10.0, what: str
         time.sleep(POLL)
 
 
+def gone(pid: int) -> bool:
+    """Dead, or a zombie waiting for its reaper."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 def write_script(path: Path, text: str) -> Path:
     path.write_text(text)
     path.chmod(0o755)

@@ -17,7 +17,7 @@ import pytest
 
 from dropsited.daemon.death_watch import PROGRAM_NAME
 
-from .daemon_harness import agent, processes_of, wait_until, write_script
+from .daemon_harness import agent, gone, processes_of, wait_until, write_script
 
 # First attempt of each task: write the pid where the test finds it, then hang.
 # Later attempts: succeed at once.
@@ -143,13 +143,6 @@ def test_sigkill_of_the_daemon_mid_task_then_restart_loses_nothing(
     assert d.stop() == 0
 
 
-def gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
 def test_an_external_agentloop_killed_mid_task_has_its_task_back_within_seconds(
         run_daemon, tmp_path: Path) -> None:
     d = run_daemon([agent("local", ["/bin/echo", "local"])])
@@ -188,15 +181,20 @@ def death_watch_of(daemon: subprocess.Popen) -> psutil.Process:
     return find()
 
 
-def test_a_sigkilled_daemon_takes_grandchildren_that_left_the_session_with_it(
-        run_daemon, tmp_path: Path) -> None:
-    """PDEATHSIG would reach only the agent itself; the death watch kills every process
-    carrying the daemon's marker, within a second of the daemon's death."""
+def daemon_with_escaped_grandchild(run_daemon, tmp_path: Path) -> tuple:
+    """A daemon whose service agent forked a grandchild that left its session."""
     pidfile = tmp_path / "grandchild.pid"
     d = run_daemon([agent("forker", [sys.executable, "-c", GRANDCHILD, str(pidfile)],
                           mode="service")])
     wait_until(pidfile.exists, 5, "grandchild started")
-    grandchild = int(pidfile.read_text())
+    return d, pidfile, int(pidfile.read_text())
+
+
+def test_a_sigkilled_daemon_takes_grandchildren_that_left_the_session_with_it(
+        run_daemon, tmp_path: Path) -> None:
+    """PDEATHSIG would reach only the agent itself; the death watch kills every process
+    carrying the daemon's marker, within a second of the daemon's death."""
+    d, pidfile, grandchild = daemon_with_escaped_grandchild(run_daemon, tmp_path)
     watch = death_watch_of(d.proc)
     d.proc.kill()
     d.proc.wait(timeout=5)
@@ -210,11 +208,7 @@ def test_a_restart_stops_what_a_daemon_killed_with_its_death_watch_left(
         run_daemon, tmp_path: Path) -> None:
     """With the watch SIGKILLed too, the grandchild survives; the next daemon on the
     workspace stops it (issue 3 section 5)."""
-    pidfile = tmp_path / "grandchild.pid"
-    d = run_daemon([agent("forker", [sys.executable, "-c", GRANDCHILD, str(pidfile)],
-                          mode="service")])
-    wait_until(pidfile.exists, 5, "grandchild started")
-    grandchild = int(pidfile.read_text())
+    d, pidfile, grandchild = daemon_with_escaped_grandchild(run_daemon, tmp_path)
     watch = death_watch_of(d.proc)
     d.proc.send_signal(signal.SIGSTOP)  # so that it cannot start a new watch in between
     watch.kill()

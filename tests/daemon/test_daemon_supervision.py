@@ -7,10 +7,9 @@ import sys
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 
-from .daemon_harness import RunningDaemon, agent, daemon_session, py, wait_until, write_script
+from .daemon_harness import RunningDaemon, agent, daemon_session, gone, py, wait_until, write_script
 
 FAST_BACKOFF = {"initial": "0.05s", "max": "0.2s", "factor": 2}
 SLEEP_FOREVER = "import time\nwhile True: time.sleep(1)"
@@ -41,13 +40,6 @@ if pid == 0:
     while True:
         time.sleep(1)
 """
-
-
-def gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 def read_pid(path: Path, timeout: float = 5.0) -> int:

@@ -12,13 +12,12 @@ import time
 import uuid
 from pathlib import Path
 
-import psutil
 import pytest
 
 from dropsited.daemon.death_watch import DeathWatch
 from dropsited.daemon.process_tree import MARKER_ENV
 
-from .daemon_harness import agent, wait_until
+from .daemon_harness import agent, gone, wait_until
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="PR_GET_PDEATHSIG and /proc are Linux")
@@ -61,13 +60,6 @@ watch.forget(forgotten)
 print(bare, marked, forgotten, watch.pid, flush=True)
 time.sleep(60)
 """
-
-
-def gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 def test_a_sigkilled_daemon_s_watch_kills_registered_groups_and_marked_processes(
