@@ -38,7 +38,7 @@ import time
 
 CLEAN = b"clean\n"
 READY = b"ready\n"
-MARKER_ENV = "DROPSITED_DAEMON"  # process_tree.MARKER_ENV; this file imports no dropsited
+MARKER_ENV = "DROPSITED_DAEMON"  # defined here: the watch runs alone and imports no dropsited
 READY_TIMEOUT = 5.0
 PROGRAM_NAME = "dropsited-death-watch"  # its argv[1], for ps and for tests
 

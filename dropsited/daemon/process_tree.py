@@ -24,7 +24,8 @@ from pathlib import Path
 
 import psutil
 
-MARKER_ENV = "DROPSITED_DAEMON"  # names the daemon (and workspace) that spawned an agent
+from .death_watch import MARKER_ENV  # names the daemon (and workspace) that spawned an agent
+
 CHILD_TAG_ENV = "DROPSITED_CHILD"  # unique per spawned agent; inherited by its whole tree
 
 
