@@ -18,7 +18,6 @@ from pathlib import Path
 import psutil
 
 from ..protocol import DropSite, DropSiteError
-from ..protocol.holder import parse_active_name
 from ..service.defaults import DEFAULT_DRAIN_GRACE
 from ..service.sdnotify import Notifier, format_status
 from . import subreaper
@@ -448,18 +447,12 @@ class Daemon:
 
     def _release_own_tasks(self, reason: str = "daemon stopped",
                            keep: frozenset | set = frozenset()) -> None:
-        """Anything still held under this daemon's pid (except `keep`) goes back to the inbox, unused."""
-        me = os.getpid()
-        for entry in list(self.ds.store.entries("active")):
-            parsed = parse_active_name(entry.name)
-            if not parsed or parsed[1] is None or parsed[1].pid != me or parsed[0] in keep:
-                continue
-            try:
-                task = self.ds.store.load(Path(entry.path))
-                self.ds.release(task, reason)
-                log.info("requeued %s: %s", parsed[0], reason)
-            except (DropSiteError, FileNotFoundError) as exc:
-                log_limited("release", f"could not requeue {entry.name}: {exc}")
+        """Anything this daemon still holds (except `keep`) goes back to the inbox, unused."""
+        for task_id, error in self.ds.release_held_by(os.getpid(), reason, keep):
+            if error is None:
+                log.info("requeued %s: %s", task_id, reason)
+            else:
+                log_limited("release", f"could not requeue {task_id}: {error}")
 
     # -- status ------------------------------------------------------------------------------
     def _publish(self, force: bool = False) -> None:
