@@ -442,9 +442,9 @@ def _tag_set(what: str, tags: Any) -> frozenset | None:
 
 
 class _rollback(contextlib.AbstractContextManager):
-    """Undo the in-memory changes of a move that refused the task before writing it
-    (InvalidTask: a result with NaN, too big...), so the caller still holds the task
-    as it was and may record another outcome, such as a failed attempt."""
+    """Undo the in-memory changes of a move that failed (InvalidTask: a result with NaN,
+    too big...; StorageError: disk full, folder gone), so the caller still holds the
+    task as it was and may record another outcome, such as a failed attempt."""
 
     def __init__(self, task: Task) -> None:
         self.task = task
@@ -452,7 +452,7 @@ class _rollback(contextlib.AbstractContextManager):
                       task.retry_count, task.assigned_to, dict(task.context))
 
     def __exit__(self, kind: type | None, exc: BaseException | None, tb: Any) -> None:
-        if kind is not None and issubclass(kind, InvalidTask):
+        if kind is not None and issubclass(kind, DropSiteError) and not issubclass(kind, ClaimLost):
             task = self.task
             length, task.status, task.updated_at, task.result, task.retry_count, \
                 task.assigned_to, context = self.saved
