@@ -275,12 +275,13 @@ def _held(ds: DropSite, task_id: str, force: bool) -> tuple[Task, dict]:
 
 
 def _ancestors() -> set[int]:
-    """This process's parents up to init: a script that claimed with `--pid $$` holds it."""
+    """This process and its parents up to init: a script that claimed with `--pid $$`
+    holds the task (and bash may exec its last command in its own pid)."""
     import psutil
     try:
-        return {p.pid for p in psutil.Process().parents()}
+        return {os.getpid(), *(p.pid for p in psutil.Process().parents())}
     except psutil.Error:
-        return set()
+        return {os.getpid()}
 
 
 def _user() -> str:

@@ -372,8 +372,11 @@ class TaskStore(WorkspaceFolders):
     # -- quarantine and late results --------------------------------------------
     def quarantine(self, folder: str, name: str, reason: str) -> Path | None:
         """Move a bad entry (never following links) to quarantine/ beside a `.reason` file."""
-        self.make_folder(QUARANTINE)
-        qfd, src_fd = self.fd(QUARANTINE), self.fd(folder)
+        try:
+            self.make_folder(QUARANTINE)
+            qfd, src_fd = self.fd(QUARANTINE), self.fd(folder)
+        except (OSError, DropSiteError):
+            return None  # quarantine/ is a link or unwritable: the entry stays where it is
         kept = name.lstrip(".") or "unnamed"
         if kept.endswith(".reason"):  # a payload must never pass for a record
             kept += ".file"
