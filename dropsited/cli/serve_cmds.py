@@ -23,6 +23,7 @@ MIN_TOKEN = 16
 
 def register(group: click.Group) -> None:
     _mcp(group)
+    _web(group)
 
 
 def require_extra(command: str, modules: tuple[str, ...]) -> None:
@@ -61,7 +62,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def bind(host: str, port: int, option: str) -> socket.socket:
+def bind_socket(host: str, port: int, option: str) -> socket.socket:
     """A listening socket, bound before the server starts so port 0 names a free port."""
     try:
         return socket.create_server((host, port), family=socket.AF_INET6 if ":" in host
@@ -104,7 +105,7 @@ def _mcp(group: click.Group) -> None:
         if token is not None and len(token) < MIN_TOKEN:
             fail(f"--token: at least {MIN_TOKEN} characters")
         host, port = parse_address(http, "--http")
-        sock = bind(host, port, "--http")
+        sock = bind_socket(host, port, "--http")
         token = token or new_token()
         url = f"http://{_url_host(host)}:{sock.getsockname()[1]}/mcp"
         click.echo(f"dropsited MCP server on {url}\nbearer token: {token}\n"
@@ -115,3 +116,50 @@ def _mcp(group: click.Group) -> None:
 
 def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
+
+
+def _web(group: click.Group) -> None:
+    @group.command("web")
+    @click.argument("workspace", required=False, type=click.Path(file_okay=False, path_type=Path))
+    @click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
+                  help="0 picks a free port.")
+    @click.option("--bind", default=None, metavar="HOST",
+                  help="Listen on HOST instead of 127.0.0.1. Other machines can then reach "
+                       "the page (still only with the token): say so explicitly.")
+    @click.option("--human", "humans", multiple=True, metavar="AGENT",
+                  help="Agent names whose inbox tasks wait for a person (repeatable). "
+                       "Default: $DROPSITE_AGENT or human.")
+    @handle_errors
+    def web(workspace: Path | None, port: int, bind: str | None, humans: tuple[str, ...]) -> None:
+        """A review page in the browser for the people in the loop.
+
+        Shows what waits for a person (feedback/, inbox tasks assigned to a human
+        agent, blocked/) with question, options, draft and history; answer with
+        a button or free text, unblock, retry failed tasks; queue depths, agents
+        and a chart of the last hour, updated live. Every answer is recorded in
+        the task's history with the name typed on the page. The URL printed
+        carries a random token: without it every request gets 403.
+
+        \b
+        Example:
+          dropsited web ./workspace
+          dropsited web ./workspace --port 0 --human alice --human bob
+        """
+        require_extra("web", ("starlette", "uvicorn", "anyio"))
+        from ..protocol.names import check_agent_name
+        from ..serve.auth import new_token
+        from ..serve.ops import Workspace
+        from ..serve.web_server import serve_web
+
+        names = [check_agent_name(h) for h in humans] or [
+            check_agent_name(os.environ.get("DROPSITE_AGENT") or "human")]
+        host = bind or "127.0.0.1"
+        ws = Workspace(workspace_or_env(workspace))
+        sock = bind_socket(host, port, "--bind" if bind else "--port")
+        token = new_token()
+        url = f"http://{_url_host(host)}:{sock.getsockname()[1]}/?token={token}"
+        click.echo(f"dropsited review page for {ws.ds.workspace} (Ctrl-C stops it):\n  {url}")
+        if not is_loopback(host):
+            click.echo(f"note: listening on {host}: reachable from other machines, "
+                       "with the token only", err=True)
+        serve_web(ws, token, names, is_loopback(host), sock)

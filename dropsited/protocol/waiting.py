@@ -52,13 +52,14 @@ def stop_folders(until: Iterable[str] = ()) -> tuple[str, ...]:
 
 
 class FolderWatch:
-    """Wakes a sleeper when one of `names` appears in one of `folders` of a workspace."""
+    """Wakes a sleeper when one of `names` (None: any entry) appears in, changes in or
+    leaves one of `folders` of a workspace."""
 
-    def __init__(self, root: Path, folders: Iterable[str], names: Iterable[str],
+    def __init__(self, root: Path, folders: Iterable[str], names: Iterable[str] | None,
                  use_events: bool = True) -> None:
         self.root = Path(root)
         self.folders = tuple(folders)
-        self.names = frozenset(names)
+        self.names = None if names is None else frozenset(names)
         self.use_events = use_events
         self.changed = threading.Event()
         self._observer = None
@@ -90,7 +91,7 @@ class FolderWatch:
         self.stop()
 
     def _saw(self, name: str | None) -> None:
-        if name is None or name in self.names:  # None: the observer lost events
+        if name is None or self.names is None or name in self.names:  # None: events lost
             self.changed.set()
 
     def sleep(self, seconds: float) -> None:

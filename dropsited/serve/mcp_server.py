@@ -14,7 +14,6 @@ import functools
 import json
 import logging
 import os
-import signal
 import sys
 import threading
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from .. import __version__
 from ..protocol import DropSiteError, WaitTimeout
 from .ops import Workspace, task_view
+from .running import STOP_SIGNALS
 
 log = logging.getLogger("dropsited.mcp")
 
@@ -277,9 +277,6 @@ def _per_request(connection: Any) -> bool:
 
 
 # -- running ----------------------------------------------------------------------
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-
-
 def serve_stdio(ws: Workspace) -> None:
     """Serve one client on stdin/stdout until stdin closes or a stop signal arrives."""
     app = build_server(ws)
@@ -291,29 +288,16 @@ def serve_stdio(ws: Workspace) -> None:
 
 def serve_http(ws: Workspace, host: str, token: str, sock: Any) -> None:
     """Serve streamable HTTP at /mcp on an already bound socket; every request needs the
-    token. uvicorn stops gracefully on SIGINT and SIGTERM; SIGHUP does the same here."""
+    token. A stop signal ends the sessions (releasing their claims), then the rest."""
     import uvicorn
 
     from .auth import BearerToken
+    from .running import run_until_signal
 
     app = build_server(ws)
     asgi = BearerToken(app.streamable_http_app(host=host), token)
     server = uvicorn.Server(uvicorn.Config(asgi, log_level="warning", lifespan="on"))
-    # uvicorn shuts down gracefully on SIGINT/SIGTERM, then raises the signal again for
-    # the handler that was there before: this one, so the held tasks are released below.
-    for signum in STOP_SIGNALS:
-        signal.signal(signum, _stop_quietly)
-    signal.signal(signal.SIGHUP, server.handle_exit)
-    try:
-        server.run(sockets=[sock])
-    except SystemExit:
-        pass
-    finally:
-        ws.release_mine(reason="MCP server stopped")
-
-
-def _stop_quietly(signum: int, frame: object) -> None:
-    raise SystemExit(0)
+    run_until_signal(server, sock, lambda: ws.release_mine(reason="MCP server stopped"))
 
 
 async def _until_stopped(serve: Callable, ws: Workspace) -> None:
