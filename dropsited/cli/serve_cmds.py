@@ -93,12 +93,13 @@ def _mcp(group: click.Group) -> None:
           claude mcp add dropsite -- dropsited mcp /path/to/workspace
           dropsited mcp ./workspace --http 127.0.0.1:8765
         """
+        ws_path = workspace_or_env(workspace)
         require_extra("mcp", ("mcp", "anyio", "uvicorn", "starlette"))
         from ..serve.auth import new_token
         from ..serve.mcp_server import serve_http, serve_stdio
         from ..serve.ops import Workspace
 
-        ws = Workspace(workspace_or_env(workspace))
+        ws = Workspace(ws_path)
         if http is None:
             serve_stdio(ws)
             return
@@ -145,6 +146,7 @@ def _web(group: click.Group) -> None:
           dropsited web ./workspace
           dropsited web ./workspace --port 0 --human alice --human bob
         """
+        ws_path = workspace_or_env(workspace)
         require_extra("web", ("starlette", "uvicorn", "anyio"))
         from ..protocol.names import check_agent_name
         from ..serve.auth import new_token
@@ -154,7 +156,7 @@ def _web(group: click.Group) -> None:
         names = [check_agent_name(h) for h in humans] or [
             check_agent_name(os.environ.get("DROPSITE_AGENT") or "human")]
         host = bind or "127.0.0.1"
-        ws = Workspace(workspace_or_env(workspace))
+        ws = Workspace(ws_path)
         sock = bind_socket(host, port, "--bind" if bind else "--port")
         token = new_token()
         url = f"http://{_url_host(host)}:{sock.getsockname()[1]}/?token={token}"

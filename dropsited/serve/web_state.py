@@ -24,7 +24,7 @@ HOUR = 3600.0
 SAMPLE_EVERY = 10.0
 MINUTE = 60
 MAX_CARDS = 100
-FAILED_SHOWN = 20
+FAILED_SHOWN = 10
 
 
 def card(task: Task, folder: str) -> dict:

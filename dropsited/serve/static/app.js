@@ -131,12 +131,17 @@ function blockedCard(task) {
 }
 
 function failedCard(task) {
-  return el("article", {class: "card failed", "data-task-id": task.id},
-    ...header(task, `failed after ${task.history.filter((e) => e.status === "retry").length} retries`),
-    block("Error", task.error),
-    el("div", {class: "actions"}, el("button", {class: "primary", type: "button",
-      onclick: () => { const by = person(); if (by) post("retry", {task_id: task.id, by: by}); }},
-    "Retry")));
+  const retries = task.history.filter((e) => e.status === "retry").length;
+  return el("article", {class: "card failed compact", "data-task-id": task.id},
+    el("div", {class: "row"},
+      el("button", {class: "linklike", type: "button", title: "timeline",
+        onclick: () => showTimeline(task.id)}, task.title),
+      el("span", {class: "muted"}, `${when(task.updated_at)} · ${retries} retries · ${task.id}`),
+      el("button", {class: "primary", type: "button", onclick: () => {
+        const by = person();
+        if (by) post("retry", {task_id: task.id, by: by});
+      }}, "Retry")),
+    el("div", {class: "text error"}, task.error || "(no error recorded)"));
 }
 
 function fill(containerId, nodes, emptyText) {
@@ -151,13 +156,15 @@ function drawQueues(queues) {
 }
 
 function drawChart(chart) {
-  const width = 720, height = 170, left = 34, bottom = 20, top = 18;
+  const box = document.getElementById("chart");
+  const width = Math.max(360, box.clientWidth || 720), height = 160, left = 34, bottom = 20,
+    top = 8;
   const plotW = width - left - 8, plotH = height - bottom - top;
   const start = chart.now - 3600;
   const x = (t) => left + Math.max(0, Math.min(1, (t - start) / 3600)) * plotW;
   const peakBars = Math.max(1, ...chart.throughput.map((b) => b.done + b.failed));
   const peakLine = Math.max(1, ...chart.depth.map((d) => Math.max(d.inbox, d.active, d.waiting)));
-  const root = svg("svg", {viewBox: `0 0 ${width} ${height}`, width: "100%", role: "img",
+  const root = svg("svg", {viewBox: `0 0 ${width} ${height}`, width: width, height: height, role: "img",
     "aria-label": "queue depth and throughput over the last hour"});
   root.append(svg("line", {x1: left, y1: top + plotH, x2: left + plotW, y2: top + plotH,
     stroke: "#d8dde6"}));
@@ -183,10 +190,11 @@ function drawChart(chart) {
   root.append(svg("text", {x: left, y: height - 4}, "-60 min"),
     svg("text", {x: left + plotW / 2 - 16, y: height - 4}, "-30 min"),
     svg("text", {x: left + plotW - 22, y: height - 4}, "now"),
-    svg("text", {x: 0, y: top + 4}, String(peakLine)),
-    svg("text", {x: left, y: 11}, `lines: inbox (blue), active (amber), waiting for people ` +
-      `(purple), max ${peakLine} · bars: done (green) / failed (red) per minute, max ${peakBars}`));
-  document.getElementById("chart").replaceChildren(root);
+    svg("text", {x: 0, y: top + 8}, String(peakLine)));
+  const legend = el("p", {class: "legend muted"}, `Lines: tasks in inbox (blue), active ` +
+    `(amber), waiting for people (purple), up to ${peakLine}, sampled while this page server ` +
+    `runs. Bars: tasks done (green) and failed (red) per minute, up to ${peakBars}.`);
+  box.replaceChildren(root, legend);
 }
 
 function drawAgents(agents) {
