@@ -36,11 +36,12 @@ def require_extra(command: str, modules: tuple[str, ...]) -> None:
                  f"installed): pip install 'dropsited[{EXTRA}]'")
 
 
-def workspace_or_env(workspace: Path | None) -> Path:
+def workspace_or_env(workspace: Path | None, command: str) -> Path:
     if workspace is None:
         env = os.environ.get(ENV_WORKSPACE)
         if not env:
-            fail(f"no workspace: give one (dropsited mcp ./workspace) or set ${ENV_WORKSPACE}")
+            fail(f"no workspace: give one (dropsited {command} ./workspace) or set "
+                 f"${ENV_WORKSPACE}")
         workspace = Path(env)
     open_workspace(workspace)  # the one-line error for a missing workspace
     return workspace
@@ -49,7 +50,7 @@ def workspace_or_env(workspace: Path | None) -> Path:
 def parse_address(text: str, option: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit() or int(port) > 65535:
-        fail(f"{option}: expected HOST:PORT (for example 127.0.0.1:8765), got {text!r}")
+        fail(f"{option}: expected HOST:PORT (for example 127.0.0.1:8766), got {text!r}")
     return host.strip("[]"), int(port)
 
 
@@ -68,7 +69,8 @@ def bind_socket(host: str, port: int, option: str) -> socket.socket:
         return socket.create_server((host, port), family=socket.AF_INET6 if ":" in host
                                     else socket.AF_INET)
     except OSError as exc:
-        fail(f"{option}: cannot listen on {host}:{port}: {exc.strerror or exc}")
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        fail(f"{option}: cannot listen on {host}:{port}: {reason}")
 
 
 def _mcp(group: click.Group) -> None:
@@ -91,9 +93,9 @@ def _mcp(group: click.Group) -> None:
         \b
         Example:
           claude mcp add dropsite -- dropsited mcp /path/to/workspace
-          dropsited mcp ./workspace --http 127.0.0.1:8765
+          dropsited mcp ./workspace --http 127.0.0.1:8766
         """
-        ws_path = workspace_or_env(workspace)
+        ws_path = workspace_or_env(workspace, "mcp")
         require_extra("mcp", ("mcp", "anyio", "uvicorn", "starlette"))
         from ..serve.auth import new_token
         from ..serve.mcp_server import serve_http, serve_stdio
@@ -146,7 +148,7 @@ def _web(group: click.Group) -> None:
           dropsited web ./workspace
           dropsited web ./workspace --port 0 --human alice --human bob
         """
-        ws_path = workspace_or_env(workspace)
+        ws_path = workspace_or_env(workspace, "web")
         require_extra("web", ("starlette", "uvicorn", "anyio"))
         from ..protocol.names import check_agent_name
         from ..serve.auth import new_token

@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import anyio
+import httpx2
 import psutil
 import pytest
 
@@ -22,7 +23,6 @@ from daemon.daemon_harness import agent, gone, py, wait_until  # noqa: E402
 from mcp import ClientSession  # noqa: E402
 from mcp.client.stdio import StdioServerParameters, stdio_client  # noqa: E402
 from mcp.client.streamable_http import streamable_http_client  # noqa: E402
-from mcp.shared._httpx_utils import create_mcp_http_client  # noqa: E402
 
 from dropsited import DropSite  # noqa: E402
 
@@ -193,8 +193,8 @@ def test_streamable_http_needs_the_token_and_releases_per_session(tmp_path: Path
             assert refused.value.code == 401
 
         async def session(leave_open: bool) -> str:
-            async with create_mcp_http_client(headers={"Authorization": f"Bearer {token}"}) \
-                    as http, streamable_http_client(url, http_client=http,
+            async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"},
+                                          timeout=60) as http, streamable_http_client(url, http_client=http,
                                                     terminate_on_close=not leave_open) \
                     as (read, write), ClientSession(read, write) as client:
                 await client.initialize()
