@@ -23,6 +23,7 @@ from daemon.daemon_harness import agent, gone, py, wait_until  # noqa: E402
 from mcp import ClientSession  # noqa: E402
 from mcp.client.stdio import StdioServerParameters, stdio_client  # noqa: E402
 from mcp.client.streamable_http import streamable_http_client  # noqa: E402
+from mcp.shared.exceptions import MCPError  # noqa: E402
 
 from dropsited import DropSite  # noqa: E402
 
@@ -110,6 +111,8 @@ def test_a_client_drops_claims_completes_answers_and_waits(run_daemon) -> None:
             assert shown["folder"] == "done" and shown["task"]["result"] == {"text": "hi all"}
             resource = await session.read_resource(f"dropsite://task/{task_id}")
             assert json.loads(resource.contents[0].text)["task"]["id"] == task_id
+            with pytest.raises(MCPError, match="no task nosuchtask"):
+                await session.read_resource("dropsite://task/nosuchtask")
 
             assert (await call(session, "claim_next_task", agent="llm",
                                tags=["notes"]))["claimed"] is False

@@ -122,8 +122,14 @@ def test_without_the_token_every_request_is_refused(tmp_path: Path, web) -> None
 @pytest.mark.skipif(browser.why_not() is not None, reason=str(browser.why_not()))
 def test_a_person_answers_in_the_browser_and_the_agent_finishes(run_daemon, web,
                                                                 tmp_path: Path) -> None:
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
+
+    def until(condition, timeout: float = 20):
+        """Poll the page; an element replaced by a redraw meanwhile is looked up again."""
+        return WebDriverWait(driver, timeout, ignored_exceptions=[
+            StaleElementReferenceException]).until(condition)
 
     d = run_daemon([agent("asker", ASKER, tags=["publish"])])
     task_id = d.drop("Publish the report", tags=("publish",))
@@ -131,22 +137,29 @@ def test_a_person_answers_in_the_browser_and_the_agent_finishes(run_daemon, web,
     server = web(d.ws)
     driver = browser.start(tmp_path / "chromium-profile")
     try:
+        driver.get(server.base)  # no token: refused, also in a browser
+        assert "403 forbidden" in driver.find_element(By.TAG_NAME, "body").text
         driver.get(server.url)
-        card = WebDriverWait(driver, 20).until(
-            lambda drv: drv.find_element(By.CSS_SELECTOR, f'[data-task-id="{task_id}"]'))
-        assert "Publish <b>now</b>?" in card.text  # shown as text, not as markup
-        assert not card.find_elements(By.TAG_NAME, "b")
+        card = f'[data-task-id="{task_id}"]'
+        text = until(lambda drv: drv.find_element(By.CSS_SELECTOR, card).text)
+        assert "Publish <b>now</b>?" in text  # shown as text, not as markup
+        assert not driver.find_elements(By.CSS_SELECTOR, f"{card} b")
         driver.find_element(By.ID, "person").send_keys("Grace Hopper")
-        card.find_element(By.XPATH, ".//button[text()='approve']").click()
+
+        def click_approve(drv) -> bool:
+            drv.find_element(By.CSS_SELECTOR, card).find_element(
+                By.XPATH, ".//button[text()='approve']").click()
+            return True
+
+        until(click_approve)  # looked up afresh: a live redraw may replace the card
 
         done = d.wait_in(task_id, "done", timeout=30)
         assert done["result"] == {"published": True, "answer": "approve"}
         answered = next(e for e in done["history"] if e.get("feedback_received"))
         assert answered["by"] == "Grace Hopper"
         # The page follows by itself (server-sent events): the card goes, done/ counts it.
-        WebDriverWait(driver, 20).until(
-            lambda drv: not drv.find_elements(By.CSS_SELECTOR, f'[data-task-id="{task_id}"]'))
-        WebDriverWait(driver, 20).until(lambda drv: drv.find_element(
+        until(lambda drv: not drv.find_elements(By.CSS_SELECTOR, card))
+        until(lambda drv: drv.find_element(
             By.CSS_SELECTOR, '[data-queue="done"]').text.split() == ["done", "1"])
         assert driver.find_element(By.ID, "live").text == "live"
         agents = driver.find_element(By.ID, "agents").text
@@ -155,6 +168,54 @@ def test_a_person_answers_in_the_browser_and_the_agent_finishes(run_daemon, web,
         driver.quit()
     assert server.stop() == 0
     assert d.stop() == 0
+
+
+def test_actions_record_the_person_and_refuse_what_is_not_theirs(tmp_path: Path, web) -> None:
+    ws = tmp_path / "ws"
+    ds = DropSite(ws, durable=False)
+    asked = ds.submit(TaskBuilder("asked", "bot").build())
+    ds.request_feedback(ds.claim("bot", asked), {"question": "which?", "options": ["a", "b"]})
+    mine = ds.submit(TaskBuilder("sign it", "legal").assign("alice").build())
+    robots = ds.submit(TaskBuilder("for a robot", "legal").assign("robot").build())
+    stuck = ds.submit(TaskBuilder("stuck", "ci").build())
+    ds.block(ds.claim("ci", stuck), "no keys")
+    held = ds.submit(TaskBuilder("held", "x").build())
+    ds.claim("worker", held)
+    server = web(ws, "--human", "alice")
+
+    def act(name: str, **body: object) -> tuple[int, dict]:
+        code, text = status_of(server.base + f"api/{name}", "POST",
+                               {"X-Dropsite-Token": server.token}, json.dumps(body).encode())
+        return code, json.loads(text)
+
+    cookie = {"Cookie": f"dropsite_token={server.token}"}
+    state = json.loads(status_of(server.base + "api/state", headers=cookie)[1])
+    assert [c["id"] for c in state["waiting"]["feedback"]] == [asked]
+    assert state["waiting"]["feedback"][0]["options"] == ["a", "b"]
+    assert [c["id"] for c in state["waiting"]["assigned"]] == [mine]  # not the robot's
+    assert [c["reason"] for c in state["waiting"]["blocked"]] == ["no keys"]
+
+    assert act("answer", task_id=asked, answer="neither, c", by="Bo")[0] == 200
+    assert ds.get_task(asked).context["_feedback_response"] == "neither, c"
+    assert ds.get_task(asked).history[-1]["by"] == "Bo"
+    assert act("answer", task_id=mine, answer="signed", by="Alice", folder="inbox",
+               agent="alice") == (200, {"task_id": mine, "folder": "done"})
+    assert ds.get_task(mine).result == {"answer": "signed", "by": "Alice"}
+    assert act("unblock", task_id=stuck, by="Bo", note="keys added")[0] == 200
+    assert ds.get_task(stuck).history[-1] | {"at": None} == {
+        "status": "inbox", "at": None, "unblocked": True, "by": "Bo", "note": "keys added"}
+
+    code, reply = act("answer", task_id=robots, answer="x", by="Bo", folder="inbox",
+                      agent="robot")
+    assert code == 400 and "not a human agent" in reply["error"]
+    code, reply = act("answer", task_id=held, answer="x", by="Bo")
+    assert code == 400 and reply["error"] == f"no task {held} in feedback/ (it is in active/)"
+    code, reply = act("retry", task_id=held, by="Bo")
+    assert code == 400 and "(it is in active/)" in reply["error"]
+    assert act("answer", task_id=asked, answer="again", by="")[1]["error"].startswith("by:")
+    assert act("nosuch", task_id=asked)[0] == 404
+    assert ds.locate(held).folder == "active" and ds.locate(robots).folder == "inbox"
+    assert server.stop() == 0
 
 
 def test_the_page_is_served_from_the_package_and_escapes_nothing_into_html(tmp_path: Path,
