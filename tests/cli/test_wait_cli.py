@@ -4,6 +4,7 @@ the exit statuses a shell script relies on (0 done, 1 failed, 2 bad input, 124 t
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -89,3 +90,14 @@ def test_timeout_and_bad_input(tmp_path: Path) -> None:
         assert message in bad.stderr and "Traceback" not in bad.stderr
     lone = run("drop", ws, "--from", "me", "--title", "t", "--timeout", "5")
     assert lone.returncode == 2 and lone.stderr.strip() == "error: --timeout needs --wait"
+
+
+def test_the_workspace_may_come_from_the_environment(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    assert run("init", ws).returncode == 0
+    ids = [run("drop", ws, "--from", "me", "--title", t, "-q").stdout.strip() for t in "ab"]
+    env = {**os.environ, "DROPSITE_WORKSPACE": str(ws)}
+    waited = subprocess.run([DROPSITED, "wait", *ids, "--timeout", "0.2"], capture_output=True,
+                            text=True, env=env, timeout=60)
+    assert waited.returncode == 124
+    assert waited.stderr.strip().endswith(f"{ids[0]} (in inbox/), {ids[1]} (in inbox/)")
