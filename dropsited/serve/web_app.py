@@ -168,11 +168,14 @@ async def _stream(changes: Changes):
 
 
 async def _body(request: Request) -> dict | Response:
-    raw = await request.body()
-    if len(raw) > MAX_BODY:
-        return JSONResponse({"error": "request body too large"}, status_code=413)
+    chunks, size = [], 0
+    async for chunk in request.stream():  # read up to the limit, not whatever is sent
+        size += len(chunk)
+        if size > MAX_BODY:
+            return JSONResponse({"error": "request body too large"}, status_code=413)
+        chunks.append(chunk)
     try:
-        body = json.loads(raw or b"{}")
+        body = json.loads(b"".join(chunks) or b"{}")
     except ValueError:
         return JSONResponse({"error": "the request body is not valid JSON"}, status_code=400)
     if not isinstance(body, dict):

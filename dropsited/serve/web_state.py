@@ -52,13 +52,18 @@ def card(task: Task, folder: str) -> dict:
     return view
 
 
-def _due(task: Task, now: float) -> bool:
-    return task.not_before is None or task.not_before <= now
+def _ready(ws: Workspace, task: Task, now: float) -> bool:
+    """Due now and every dependency done: what `dropsited review` offers a person too."""
+    if task.not_before is not None and task.not_before > now:
+        return False
+    return all((found := ws.ds.locate(dep)) is not None and found.folder == "done"
+               for dep in task.depends_on)
 
 
 def waiting(ws: Workspace, humans: list[str]) -> dict[str, list[dict]]:
     ds, now = ws.ds, time.time()
-    assigned = [t for t in ds.list_tasks("inbox") if t.assigned_to in humans and _due(t, now)]
+    assigned = [t for t in ds.list_tasks("inbox")
+                if t.assigned_to in humans and _ready(ws, t, now)]
     return {
         "feedback": [card(t, "feedback") for t in ds.list_tasks("feedback")[:MAX_CARDS]],
         "assigned": [card(t, "inbox") for t in assigned[:MAX_CARDS]],
