@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from ..protocol import DropSite
+from ..protocol import DropSite, DropSiteError
 from .common import emit_json, fail, handle_errors, table
 
 DEFAULT_MANIFEST = "agents.yaml"
@@ -69,9 +69,15 @@ def up(config: Path, workspace: Path | None, poll: float | None, grace: float | 
     manifest = _load(config, workspace)
     logging.basicConfig(stream=sys.stderr, level=log_level.upper(),
                         format="%(asctime)s dropsited[%(process)d] %(levelname)s %(message)s")
-    daemon = Daemon(manifest, poll=poll, grace=DEFAULT_DRAIN_GRACE if grace is None else grace,
-                    durable=not fast, workspace_override=workspace, retry_base=retry_base,
-                    corrupt_grace=corrupt_grace)
+    try:
+        daemon = Daemon(manifest, poll=poll,
+                        grace=DEFAULT_DRAIN_GRACE if grace is None else grace,
+                        durable=not fast, workspace_override=workspace, retry_base=retry_base,
+                        corrupt_grace=corrupt_grace)
+    except (DropSiteError, OSError) as exc:  # a read-only or unsafe workspace: one line
+        text = str(exc) if isinstance(exc, DropSiteError) else \
+            f"{exc.filename or manifest.workspace}: {exc.strerror or exc}"
+        fail(text, 1)
     if demo:
         from ..demo import schedule_demo
         schedule_demo(daemon)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import time
 from datetime import datetime
-from pathlib import Path
 
 from ..protocol import DropSite
 from ..protocol.holder import parse_active_name
@@ -66,7 +65,7 @@ def _active(ds: DropSite) -> dict[str, tuple[str, str]]:
             continue
         task_id, holder = parsed
         try:
-            title = ds.store.load(Path(entry.path)).title
+            title = ds.store.load_entry("active", entry.name).title
         except (FileNotFoundError, BadFile, ValueError):
             continue
         held[task_id] = (title, holder.agent if holder else "")
@@ -83,9 +82,9 @@ def _finished_since(ds: DropSite, folder: str, since: float) -> int:
         if not entry.name.endswith(".json") or entry.name.startswith("."):
             continue
         try:
-            if entry.stat().st_mtime < since - 1:
+            if entry.stat(follow_symlinks=False).st_mtime < since - 1:
                 continue
-            task = ds.store.load(Path(entry.path))
+            task = ds.store.load_entry(folder, entry.name)
         except (FileNotFoundError, BadFile, ValueError):
             continue
         moments = [parse_iso(e.get("at", "")) for e in task.history

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import time
 from pathlib import Path
 
@@ -26,7 +27,7 @@ class AgentGroup:
         self.spec = spec
         self.ctx = ctx
         self.env = agent_environ(spec.env, ctx.ds.workspace, spec.name, ctx.marker)
-        self.log_file = RotatingLog(self.log_path(spec, ctx), spec.log.max_bytes, spec.log.backups)
+        self.log_file = open_agent_log(spec, ctx)
         self.running: dict[str, Task] = {}
         self.tasks_done = 0
         self.tasks_failed = 0
@@ -119,3 +120,25 @@ class AgentGroup:
 
     def close(self) -> None:
         self.log_file.close()
+
+
+LOG_FOLDER = "agents/logs"
+
+
+def open_agent_log(spec: AgentSpec, ctx: Context) -> RotatingLog:
+    """The agent's log: in the workspace's agents/logs/ (made 0755 and opened without
+    following links), or the manifest's `log.file`, which its author chose."""
+    path = AgentGroup.log_path(spec, ctx)
+    store = ctx.ds.store
+    if spec.log.file is not None:
+        return RotatingLog(path, spec.log.max_bytes, spec.log.backups)
+    store.make_folder(LOG_FOLDER)
+    try:
+        return RotatingLog(path, spec.log.max_bytes, spec.log.backups, dir_fd=store.fd(LOG_FOLDER))
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+    # Someone planted a link where the log belongs: keep it aside, never write through it.
+    store.quarantine(LOG_FOLDER, path.name, "a symbolic link where an agent log belongs "
+                     "(never followed)")
+    return RotatingLog(path, spec.log.max_bytes, spec.log.backups, dir_fd=store.fd(LOG_FOLDER))

@@ -11,29 +11,53 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+LOG_MODE = 0o640  # agent output may hold secrets: not for every local user
+_OPEN_LOG = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+
 
 class RotatingLog:
     """Append-only byte log of at most ``max_bytes`` per file and ``backups`` old files.
 
-    Thread-safe: the stdout and stderr pumps of one agent may share one log.
+    Thread-safe: the stdout and stderr pumps of one agent may share one log. Every
+    file is opened relative to a descriptor of its folder and never through a link
+    (``dir_fd``: the workspace's ``agents/logs``, opened without following links; by
+    default the parent folder of ``path``), with LOG_MODE whatever the umask.
     """
 
-    def __init__(self, path: str | os.PathLike[str], max_bytes: int, backups: int) -> None:
+    def __init__(self, path: str | os.PathLike[str], max_bytes: int, backups: int,
+                 dir_fd: int | None = None) -> None:
         if max_bytes <= 0 or backups < 0:
             raise ValueError("need max_bytes > 0 and backups >= 0")
         self.path = Path(path)
         self.max_bytes = max_bytes
         self.backups = backups
         self._lock = threading.Lock()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "ab")  # noqa: SIM115 - lives as long as the log
+        if dir_fd is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            dir_fd = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        else:
+            dir_fd = os.dup(dir_fd)
+        self._dir_fd = dir_fd
+        self._file = self._open()
         self._size = self._file.tell()
+
+    def _open(self) -> IO[bytes]:
+        """The current log file, appended to; refuses a link (ELOOP) planted in its place."""
+        fd = os.open(self.path.name, _OPEN_LOG, LOG_MODE, dir_fd=self._dir_fd)
+        try:
+            info = os.fstat(fd)
+            if info.st_size == 0 and stat.S_IMODE(info.st_mode) != LOG_MODE:
+                os.fchmod(fd, LOG_MODE)
+        except OSError:
+            pass
+        return os.fdopen(fd, "ab")
 
     def write(self, data: bytes) -> None:
         """Append ``data``, rotating first if it would not fit in the current file.
@@ -58,23 +82,25 @@ class RotatingLog:
     def _rotate(self) -> None:
         """Shift ``.i`` to ``.i+1`` (dropping ``.N``), move the log to ``.1``, reopen."""
         self._file.close()
+        fd, name = self._dir_fd, self.path.name
         if self.backups == 0:
-            self.path.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name, dir_fd=fd)
         else:
             for i in range(self.backups - 1, 0, -1):
-                older = self._backup(i)
-                if older.exists():
-                    os.replace(older, self._backup(i + 1))
-            os.replace(self.path, self._backup(1))
-        self._file = open(self.path, "ab")  # noqa: SIM115
+                with contextlib.suppress(FileNotFoundError):
+                    os.rename(f"{name}.{i}", f"{name}.{i + 1}", src_dir_fd=fd, dst_dir_fd=fd)
+            with contextlib.suppress(FileNotFoundError):
+                os.rename(name, f"{name}.1", src_dir_fd=fd, dst_dir_fd=fd)
+        self._file = self._open()
         self._size = 0
-
-    def _backup(self, i: int) -> Path:
-        return self.path.with_name(f"{self.path.name}.{i}")
 
     def close(self) -> None:
         with self._lock, contextlib.suppress(OSError):  # a full disk already refused the bytes
             self._file.close()
+        with contextlib.suppress(OSError):
+            os.close(self._dir_fd)
+            self._dir_fd = -1
 
     def __enter__(self) -> RotatingLog:
         return self

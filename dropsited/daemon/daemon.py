@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 
 from ..protocol import DropSite, DropSiteError
-from ..protocol.holder import parse_active_name
+from ..protocol.store import TASK_FOLDERS
 from ..service.defaults import DEFAULT_DRAIN_GRACE
 from ..service.sdnotify import Notifier, format_status
 from . import subreaper
@@ -45,6 +45,8 @@ STATUS_INTERVAL = 10.0
 PUBLISH_INTERVAL = 1.0
 MEMORY_INTERVAL = 5.0
 ORPHAN_INTERVAL = 1.0
+TEMP_SWEEP_INTERVAL = 60.0  # abandoned (or forged) temp files in inbox/
+TEMP_SWEEP_ALL_INTERVAL = 3600.0  # ... and in every folder (done/ may be huge)
 DEATH_WATCH_INTERVAL = 1.0  # a check besides SIGCHLD; failed starts back off (2 s .. 60 s)
 GROUPS = {"exec": ExecAgent, "worker": WorkerAgent, "service": ServiceAgent}
 
@@ -65,7 +67,9 @@ class Daemon:
         options = {} if retry_base is None else {"retry_base": retry_base}
         if corrupt_grace is not None:
             options["corrupt_grace"] = corrupt_grace
-        self.ds = DropSite(manifest.workspace, durable=durable, **options)
+        # A workspace that is a link is resolved once, here: what the daemon serves
+        # cannot change under it.
+        self.ds = DropSite(os.path.realpath(manifest.workspace), durable=durable, **options)
         self.lock = DaemonLock(self.ds.workspace)
         self.groups: dict[str, AgentGroup] = {}
         self.retiring: list[AgentGroup] = []
@@ -85,6 +89,11 @@ class Daemon:
 
     # -- life cycle ----------------------------------------------------------------
     def run(self) -> int:
+        problems = workspace_problems(self.ds)
+        for problem in problems:
+            log.error("%s", problem)
+        if problems:
+            return 1
         try:
             self.lock.acquire()
         except DropSiteError as exc:
@@ -110,6 +119,7 @@ class Daemon:
         self.death_watch = self.ctx.watch = DeathWatch(marker)
         self._keep_death_watch()
         self.identity = daemon_identity(self.manifest.path)
+        self.timers["temps_all"] = self.ctx.clock() + TEMP_SWEEP_ALL_INTERVAL  # recover() did one
         self._install_signals()
         for spec in self.manifest.agents:
             self._add_group(spec)
@@ -234,6 +244,8 @@ class Daemon:
                 log.warning("quarantined %s", line)
         if self._due("reap", REAP_INTERVAL):
             self._reap()
+        if self._due("temps", TEMP_SWEEP_INTERVAL):
+            self._sweep_temp_files(full=self._due("temps_all", TEMP_SWEEP_ALL_INTERVAL))
         if self.orphans_pending and self._due("orphans", ORPHAN_INTERVAL):
             self.orphans_pending = False
             self._reap_orphans()
@@ -283,6 +295,14 @@ class Daemon:
         running = {tid for group in self._all_groups() for tid in group.running}
         self._release_own_tasks("its outcome could not be recorded", keep=running)
 
+    def _sweep_temp_files(self, full: bool) -> None:
+        folders = TASK_FOLDERS if full else ("inbox",)
+        try:
+            for line in self.ds.store.recover_temp_files(min_age=60.0, folders=folders):
+                log.info("recovery: %s", line)
+        except (DropSiteError, OSError) as exc:
+            log_limited("temps", f"cannot sweep temp files: {exc}")
+
     def _reap_orphans(self) -> None:
         """Reap adopted zombies and kill adopted live orphans.
 
@@ -314,6 +334,7 @@ class Daemon:
     def _dispatch_round(self, prefetch: bool) -> bool:
         """One claim per agent with room, round after round; False on a claim error."""
         progress = True
+        declared = self._declared_tags()
         while progress:
             progress = False
             for group in list(self.groups.values()):
@@ -321,7 +342,10 @@ class Daemon:
                 if not group.takes_tasks() or room <= 0:
                     continue
                 try:
-                    task = self.ds.claim_next(group.name, group.tags, refresh=False, by_name=True)
+                    # An agent without tags takes what no other agent's tags claim
+                    # (MANIFEST.md), and whatever is assigned to it by name.
+                    task = self.ds.claim_next(group.name, group.tags, refresh=False, by_name=True,
+                                              exclude_tags=None if group.tags else declared)
                 except (DropSiteError, OSError) as exc:
                     log_limited("dispatch", f"cannot claim tasks: {exc}")
                     return False
@@ -331,6 +355,9 @@ class Daemon:
         return True
 
     # -- groups -------------------------------------------------------------------------
+    def _declared_tags(self) -> frozenset:
+        return frozenset(t for g in self.groups.values() for t in (g.spec.tags or ()))
+
     def _all_groups(self) -> list[AgentGroup]:
         return list(self.groups.values()) + self.retiring
 
@@ -448,18 +475,12 @@ class Daemon:
 
     def _release_own_tasks(self, reason: str = "daemon stopped",
                            keep: frozenset | set = frozenset()) -> None:
-        """Anything still held under this daemon's pid (except `keep`) goes back to the inbox, unused."""
-        me = os.getpid()
-        for entry in list(self.ds.store.entries("active")):
-            parsed = parse_active_name(entry.name)
-            if not parsed or parsed[1] is None or parsed[1].pid != me or parsed[0] in keep:
-                continue
-            try:
-                task = self.ds.store.load(Path(entry.path))
-                self.ds.release(task, reason)
-                log.info("requeued %s: %s", parsed[0], reason)
-            except (DropSiteError, FileNotFoundError) as exc:
-                log_limited("release", f"could not requeue {entry.name}: {exc}")
+        """Anything this daemon still holds (except `keep`) goes back to the inbox, unused."""
+        for task_id, error in self.ds.release_held_by(os.getpid(), reason, keep):
+            if error is None:
+                log.info("requeued %s: %s", task_id, reason)
+            else:
+                log_limited("release", f"could not requeue {task_id}: {error}")
 
     # -- status ------------------------------------------------------------------------------
     def _publish(self, force: bool = False) -> None:
@@ -486,8 +507,29 @@ class Daemon:
         record = {**self.identity, "state": self.state, "workspace": str(self.ds.workspace),
                   "agents": sorted(self.groups), "queues": counts, "status": summary,
                   "death_watch_pid": watch.pid if watch and watch.up else None}
-        write_daemon_record(self.ds.workspace, record)
+        write_daemon_record(self.ds, record)
         self.notifier.status(summary)
+
+
+def workspace_problems(ds: DropSite) -> list[str]:
+    """Why the daemon must not serve this workspace, one line each (PROTOCOL.md §10):
+    folders that are links, not directories, owned by another user, or not writable."""
+    store = ds.store
+    problems = store.layout_problems(owners=(os.geteuid(), 0))
+    try:
+        if os.statvfs(store.root_fd()).f_flag & os.ST_RDONLY:
+            return problems + [f"{ds.workspace}: is on a read-only file system"]
+    except OSError:
+        pass
+    for folder in ds.DIRS:
+        try:
+            writable = os.access(folder, os.W_OK | os.X_OK, dir_fd=store.root_fd())
+        except (OSError, NotImplementedError):
+            continue
+        if not writable:
+            problems.append(f"{ds.workspace / folder}: is not writable by this user "
+                            f"(uid {os.geteuid()})")
+    return problems
 
 
 def _mode(path: Path) -> int | None:

@@ -16,7 +16,7 @@ from .agent_group import AgentGroup
 from .child import ChildProcess
 from .context import log
 from .exec_pipes import ExecPipes
-from .outcome import from_exit
+from .outcome import FAIL, Outcome, from_exit
 from .settle import release, settle
 
 POLL_SLICE = 0.25  # how often a running task checks for timeout, drain kill and leftovers
@@ -36,6 +36,8 @@ class _Exited:
     err: bytes
     timed_out: bool
     killed: bool
+    out_total: int = 0  # bytes the agent wrote on stdout, kept or not
+    runner_error: str = ""  # the daemon failed to run it: a failed attempt, counted
 
 
 class ExecAgent(AgentGroup):
@@ -194,21 +196,22 @@ class ExecAgent(AgentGroup):
             self.paused_until = self.ctx.clock() + min(60.0, 2 ** self.spawn_failures * 0.25)
 
     # -- slot thread ---------------------------------------------------------------
-    def _wait(self, task: Task, child: ChildProcess) -> _Exited | None:
-        """Wait for the process, its output going to the log as it comes; None if the
-        runner itself failed."""
-        data = task.to_json(indent=None) if self.spec.input == "stdin" else None
+    def _wait(self, task: Task, child: ChildProcess) -> _Exited:
+        """Wait for the process, its output going to the log as it comes. If the runner
+        itself fails, the process is killed and the attempt fails with that reason: every
+        per-task step ends in an outcome, and the permit always comes back."""
         try:
-            out, err, timed_out, killed = self._communicate(child, data)
+            data = task.to_json(indent=None) if self.spec.input == "stdin" else None
+            out, err, timed_out, killed, total = self._communicate(child, data)
             self._kill_leftovers(child)
             self.recent_runtime = child.ran_for()
-            return _Exited(task, child.popen.returncode, out, err, timed_out, killed)
+            return _Exited(task, child.popen.returncode, out, err, timed_out, killed, total)
         except Exception as exc:  # never let a slot thread die silently
             log.exception("%s: runner for %s failed", self.name, task.id)
             with contextlib.suppress(Exception):  # never a second run beside this one
                 child.kill_tree(timeout=2.0)
-            self.ctx.post("finished", self.name, task.id, "error", str(exc))
-            return None
+            return _Exited(task, -1, b"", b"", False, False,
+                           runner_error=f"the daemon could not run this task: {exc}")
         finally:
             self._give_permit()
 
@@ -220,22 +223,34 @@ class ExecAgent(AgentGroup):
                 release(self.ctx.ds, task, "daemon stopping", self.name)
                 folder, error = "inbox", ""
             else:
-                outcome = from_exit(exited.returncode, exited.out, exited.err,
-                                    exited.timed_out, self.spec.timeout)
+                outcome = self._outcome(exited)
                 folder, error = settle(self.ctx.ds, task, outcome, self.name), outcome.error
         except Exception as exc:  # never let a slot thread die silently
             log.exception("%s: recording %s failed", self.name, task.id)
             folder, error = "error", str(exc)
         self.ctx.post("finished", self.name, task.id, folder, error)
 
-    def _communicate(self, child: ChildProcess, data: bytes | None) -> tuple[bytes, bytes, bool, bool]:
-        """(stdout, stderr, timed_out, killed by the daemon's stop) once the process is over."""
-        pipes = ExecPipes(child.popen, data, self.log_file)
+    def _outcome(self, exited: _Exited) -> Outcome:
+        limit = self.ctx.ds.store.max_task_bytes
+        if exited.runner_error:
+            return Outcome(FAIL, error=exited.runner_error, details={"reason": "runner"})
+        if exited.out_total > limit and exited.returncode == 0 and not exited.timed_out:
+            return Outcome(FAIL, error=f"result over the size limit: {exited.out_total} bytes "
+                           f"on stdout, at most {limit} are kept",
+                           details={"reason": "result_too_large", "stdout_bytes": exited.out_total})
+        return from_exit(exited.returncode, exited.out, exited.err, exited.timed_out,
+                         self.spec.timeout)
+
+    def _communicate(self, child: ChildProcess,
+                     data: bytes | None) -> tuple[bytes, bytes, bool, bool, int]:
+        """(stdout, stderr, timed_out, killed by the daemon's stop, stdout bytes) once the
+        process is over."""
+        pipes = ExecPipes(child.popen, data, self.log_file, self.ctx.ds.store.max_task_bytes)
         try:
             timed_out, killed = self._supervise(child, pipes)
         finally:
             pipes.close()
-        return bytes(pipes.out), bytes(pipes.err), timed_out, killed
+        return bytes(pipes.out), bytes(pipes.err), timed_out, killed, pipes.out_total
 
     def _supervise(self, child: ChildProcess, pipes: ExecPipes) -> tuple[bool, bool]:
         clock = self.ctx.clock

@@ -4,7 +4,7 @@
 that ran for minutes (an LLM call, a build) showed nothing in its agent's log until
 then, and `dropsited logs AGENT -f` had nothing to follow. `ExecPipes` copies each
 chunk to the log as it arrives and keeps what the outcome needs: all of stdout (the
-result) and the end of stderr (the history entry's tail).
+result, up to the task size limit) and the end of stderr (the history entry's tail).
 """
 
 from __future__ import annotations
@@ -29,9 +29,14 @@ _Selector = getattr(selectors, "PollSelector", selectors.SelectSelector)
 class ExecPipes:
     """Feeds stdin and drains stdout/stderr of one exec process, without threads."""
 
-    def __init__(self, popen: subprocess.Popen, data: bytes | None, log: RotatingLog) -> None:
+    def __init__(self, popen: subprocess.Popen, data: bytes | None, log: RotatingLog,
+                 max_out: int = 4 * 1024 * 1024) -> None:
         self.log = log
         self.out = bytearray()
+        # stdout beyond this is logged but not kept: the daemon's memory stays bounded
+        # whatever an agent prints, and a result that size could not be stored anyway.
+        self.max_out = max_out
+        self.out_total = 0
         self.err = bytearray()
         self._stdin, self._stdout = popen.stdin, popen.stdout
         self._pending = memoryview(data or b"")
@@ -108,7 +113,11 @@ class ExecPipes:
             return
         self._log_lines(fd, data)
         if stream is self._stdout:
-            self.out += data
+            self.out_total += len(data)
+            if self.out_total <= self.max_out:
+                self.out += data
+            elif self.out:
+                self.out = bytearray()  # over the limit: the outcome is a failure anyway
         else:
             self.err += data
             if len(self.err) > 2 * STDERR_KEPT:

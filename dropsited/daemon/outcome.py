@@ -122,10 +122,11 @@ def from_reply(reply: dict) -> Outcome:
     return Outcome(FAIL, error=f"agent replied with unknown status {str(status)[:40]!r}")
 
 
-def from_reply_line(line: bytes) -> Outcome | None:
-    """Parse one worker stdout line; None when it is not a JSON object (it gets logged)."""
+def parse_reply_line(line: bytes) -> dict | None:
+    """One worker stdout line as a JSON object; None when it is not one (it gets logged)."""
     try:
         value = json.loads(line)
     except (ValueError, RecursionError):
         return None
-    return from_reply(value) if isinstance(value, dict) else None
+    return value if isinstance(value, dict) else None
+

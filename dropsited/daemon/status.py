@@ -3,23 +3,21 @@
 - `<workspace>/agents/<name>.json`: one record per agent (0.1.0's registry
   fields plus state, pids, uptime, restarts, task counts, last error);
 - `<workspace>/.dropsited/daemon.json`: the daemon itself (pid, manifest,
-  queue depths); `<workspace>/.dropsited/lock` is flock'ed while it runs, so
-  two daemons never share a workspace and a stale record is recognisable.
+  queue depths); the workspace root itself is flock'ed while it runs, so two
+  daemons never share a workspace and a stale record is recognisable.
 """
 
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import time
 from pathlib import Path
 
 from ..protocol import DropSite, DropSiteError
+from ..protocol.folders import STATE_DIR, WorkspaceFolders
 from ..protocol.holder import process_start, this_host
 from ..protocol.task import utcnow_iso
-
-STATE_DIR = ".dropsited"
 
 
 class WorkspaceLocked(DropSiteError):
@@ -30,23 +28,28 @@ def state_dir(workspace: Path) -> Path:
     return workspace / STATE_DIR
 
 
+def _lock_fd(workspace: Path) -> int:
+    """A new descriptor of the workspace root: the daemon's lock is an flock on the root
+    itself, which `rm -rf .dropsited` cannot take away (a lock file inside could be)."""
+    return os.open(workspace, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+
 class DaemonLock:
-    """An flock on `.dropsited/lock`: released by the kernel when the daemon dies, even by SIGKILL."""
+    """An flock on the workspace root: released by the kernel when the daemon dies, even by SIGKILL."""
 
     def __init__(self, workspace: Path) -> None:
-        self.path = state_dir(workspace) / "lock"
+        self.workspace = workspace
         self.fd: int | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(mode=0o700, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = _lock_fd(self.workspace)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            record = read_daemon_record(self.path.parent.parent) or {}
+            record = read_daemon_record(self.workspace) or {}
             raise WorkspaceLocked(
-                f"{self.path.parent.parent}: another dropsited (pid {record.get('pid', '?')}) "
+                f"{self.workspace}: another dropsited (pid {record.get('pid', '?')}) "
                 "is already running on this workspace") from None
         self.fd = fd
 
@@ -58,10 +61,9 @@ class DaemonLock:
 
 def daemon_running(workspace: Path) -> bool:
     """True while some process holds the workspace lock."""
-    path = state_dir(workspace) / "lock"
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-    except FileNotFoundError:
+        fd = _lock_fd(workspace)
+    except OSError:
         return False
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -72,21 +74,14 @@ def daemon_running(workspace: Path) -> bool:
     return False
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(json.dumps(data, indent=2, default=str).encode() + b"\n")
-    os.replace(tmp, path)
-
-
-def write_daemon_record(workspace: Path, record: dict) -> None:
-    write_json_atomic(state_dir(workspace) / "daemon.json", record)
+def write_daemon_record(ds: DropSite, record: dict) -> None:
+    """`.dropsited/daemon.json`, made again if someone removed the folder."""
+    ds.store.make_folder(STATE_DIR)
+    ds.store.write_json_record(STATE_DIR, "daemon.json", record)
 
 
 def read_daemon_record(workspace: Path) -> dict | None:
-    try:
-        return json.loads((state_dir(workspace) / "daemon.json").read_bytes())
-    except (FileNotFoundError, ValueError):
-        return None
+    return WorkspaceFolders(workspace).read_record(STATE_DIR, "daemon.json")
 
 
 def daemon_identity(manifest: Path) -> dict:

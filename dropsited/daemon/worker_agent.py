@@ -7,7 +7,6 @@ JSON objects are copied to the agent's log and otherwise ignored.
 
 from __future__ import annotations
 
-import json
 import os
 import queue
 import select
@@ -15,28 +14,44 @@ import threading
 
 from ..protocol import Task
 from .child import ChildProcess
+from .context import log
 from .long_lived import LongLivedGroup
-from .outcome import FAIL, Outcome, from_reply_line
+from .outcome import FAIL, Outcome, from_reply, parse_reply_line
 from .settle import release, settle
 from .states import AgentState
 from .supervised import Supervised
 
-MAX_LINE = 16 * 1024 * 1024
+WRITE_DEADLINE = 60.0  # writing a task to a worker without `timeout` gives up after this
+OVERSIZE = object()  # readline(): a line over the limit was read and thrown away
 
 
 class LineReader:
-    """Reads newline-terminated lines from a pipe with a deadline (select + os.read)."""
+    """Reads newline-terminated lines from a pipe with a deadline (select + os.read).
 
-    def __init__(self, fd: int) -> None:
+    A line longer than `max_line` is not kept: its bytes are read and dropped up to its
+    newline, and `readline` returns OVERSIZE, so a worker's output never costs the
+    daemon more than `max_line` of memory."""
+
+    def __init__(self, fd: int, max_line: int) -> None:
         self.fd = fd
+        self.max_line = max_line
         self.buffer = b""
         self.eof = False
+        self._skipping = False
 
-    def readline(self, timeout: float | None) -> bytes | None:
-        """A line (without newline), None on timeout; b"" only at end of file with nothing buffered."""
-        while b"\n" not in self.buffer:
+    def readline(self, timeout: float | None) -> bytes | object | None:
+        """A line (without newline), OVERSIZE, None on timeout; b"" only at end of file
+        with nothing buffered."""
+        while b"\n" not in self.buffer or self._skipping:
+            if self._skipping and b"\n" in self.buffer:
+                self.buffer = self.buffer.split(b"\n", 1)[1]
+                self._skipping = False
+                return OVERSIZE
             if self.eof:
                 line, self.buffer = self.buffer, b""
+                if self._skipping:
+                    self._skipping = False
+                    return OVERSIZE
                 return line
             ready, _, _ = select.select([self.fd], [], [], timeout)
             if not ready:
@@ -45,11 +60,32 @@ class LineReader:
             if not chunk:
                 self.eof = True
             self.buffer += chunk
-            if len(self.buffer) > MAX_LINE:
-                line, self.buffer = self.buffer, b""
-                return line
+            if len(self.buffer) > self.max_line and b"\n" not in self.buffer:
+                self.buffer, self._skipping = b"", True
+            elif self._skipping and b"\n" not in self.buffer:
+                self.buffer = b""
         line, _, self.buffer = self.buffer.partition(b"\n")
+        if len(line) > self.max_line:
+            return OVERSIZE
         return line
+
+
+def write_all(fd: int, data: bytes, deadline: float, clock, stop) -> bool:
+    """Write `data` to a non-blocking pipe by `deadline`; False if it did not all go
+    (the worker does not read its stdin) or `stop()` asked to give up."""
+    view = memoryview(data)
+    while view:
+        left = deadline - clock()
+        if left <= 0 or stop():
+            return False
+        _, ready, _ = select.select([], [fd], [], min(left, 0.25))
+        if not ready:
+            continue
+        try:
+            view = view[os.write(fd, view[:65536]):]
+        except BlockingIOError:
+            continue
+    return True
 
 
 class WorkerInstance(Supervised):
@@ -82,29 +118,48 @@ class WorkerInstance(Supervised):
             self.inbox = None
 
     def _talk(self, child: ChildProcess, inbox: queue.SimpleQueue) -> None:
-        reader = LineReader(child.popen.stdout.fileno())
+        reader = LineReader(child.popen.stdout.fileno(), self.ctx.ds.store.max_task_bytes)
+        os.set_blocking(child.popen.stdin.fileno(), False)
         while (task := inbox.get()) is not None:
-            folder, error = self._one(child, reader, task)
+            try:
+                folder, error = self._one(child, reader, task)
+            except Exception as exc:  # never let the I/O thread die with a task in hand
+                log.exception("%s: talking to the worker about %s failed", self.name, task.id)
+                outcome = Outcome(FAIL, error=f"the daemon could not run this task: {exc}")
+                folder, error = settle(self.ctx.ds, task, outcome, self.group.name), outcome.error
             self.ctx.post("finished", self.group.name, task.id, folder, error)
         child.popen.stdout.close()
 
     def _one(self, child: ChildProcess, reader: LineReader, task: Task) -> tuple[str, str]:
+        timeout = self.spec.timeout
+        started = self.ctx.clock()
+        deadline = None if timeout is None else started + timeout
+        line = task.to_json(indent=None) + b"\n"
+        write_by = deadline if deadline is not None else started + WRITE_DEADLINE
         try:
-            line = json.dumps(task.to_dict(), default=str, ensure_ascii=False).encode() + b"\n"
-            child.popen.stdin.write(line)
-            child.popen.stdin.flush()
+            sent = write_all(child.popen.stdin.fileno(), line, write_by, self.ctx.clock,
+                             lambda: self.group.kill_requested)
         except (BrokenPipeError, OSError, ValueError):
             release(self.ctx.ds, task, "worker was not accepting input", self.group.name)
             return "inbox", ""
-        outcome = self._await_reply(child, reader, task)
+        if not sent:
+            if self.group.kill_requested:
+                release(self.ctx.ds, task, "daemon stopping", self.group.name)
+                return "inbox", ""
+            self.ctx.post("restart", self.group.name, self.index)
+            waited = write_by - started
+            outcome = Outcome(FAIL, error=f"timeout: the worker did not read its task within "
+                              f"{waited:g}s; restarted", details={"reason": "timeout"})
+            return settle(self.ctx.ds, task, outcome, self.group.name), outcome.error
+        outcome = self._await_reply(child, reader, task, deadline)
         if outcome is None:  # daemon stopping at once
             release(self.ctx.ds, task, "daemon stopping", self.group.name)
             return "inbox", ""
         return settle(self.ctx.ds, task, outcome, self.group.name), outcome.error
 
-    def _await_reply(self, child: ChildProcess, reader: LineReader, task: Task) -> Outcome | None:
+    def _await_reply(self, child: ChildProcess, reader: LineReader, task: Task,
+                     deadline: float | None) -> Outcome | None:
         timeout = self.spec.timeout
-        deadline = None if timeout is None else self.ctx.clock() + timeout
         while True:
             if self.group.kill_requested:
                 return None
@@ -116,15 +171,32 @@ class WorkerInstance(Supervised):
                     return Outcome(FAIL, error=f"timeout: killed after {timeout:g}s",
                                    details={"reason": "timeout"})
                 continue
+            if line is OVERSIZE:
+                self.log_file.write(b"[stdout line over the size limit, dropped]\n")
+                return Outcome(FAIL, error=f"reply over the size limit "
+                               f"({reader.max_line} bytes)", details={"reason": "result_too_large"})
             if line == b"" and reader.eof:
                 if self.group.kill_requested:
                     return None  # killed by kill_now, not by the task: requeue unused
                 return self._died(child)
-            outcome = from_reply_line(line)
+            outcome = self._reply_for(task, line)
             if outcome is not None:
-                self.log_file.write(line[:65536] + b"\n")
                 return outcome
+
+    def _reply_for(self, task: Task, line: bytes) -> Outcome | None:
+        """The outcome a stdout line gives `task`; None for a line that is no reply to it
+        (logged): not a JSON object, or a reply naming another task's id."""
+        value = parse_reply_line(line)
+        if value is None:
             self.log_file.write(b"[stdout, not a reply] " + line[:4096] + b"\n")
+            return None
+        if "id" in value and value["id"] != task.id:
+            shown = str(value["id"])[:80].encode("utf-8", "replace")
+            self.log_file.write(b"[reply for id " + shown + b", not the current task "
+                                + task.id.encode() + b"; ignored] " + line[:4096] + b"\n")
+            return None
+        self.log_file.write(line[:65536] + b"\n")
+        return from_reply(value)
 
     def _died(self, child: ChildProcess) -> Outcome:
         try:

@@ -9,6 +9,10 @@ class InvalidName(DropSiteError, ValueError):
     """A task id or agent name that could escape its folder or is unusable as a file name."""
 
 
+class InvalidArgument(DropSiteError, TypeError):
+    """An API call given None or a value of the wrong type (a Task was expected, say)."""
+
+
 class InvalidTask(DropSiteError, ValueError):
     """A task document with a missing or mistyped field; the message names the field."""
 

@@ -47,7 +47,8 @@ class Bad:
 
 
 def routable(entry_assigned: str | None, entry_tags: frozenset, agent: str | None,
-             tags: frozenset | None, by_name: bool = False) -> bool:
+             tags: frozenset | None, by_name: bool = False,
+             exclude: frozenset | None = None) -> bool:
     """0.1.0's routing: never another agent's task; a tag filter needs one shared tag.
 
     The tag filter applies to tasks assigned to this agent too: 0.1.0's
@@ -55,12 +56,16 @@ def routable(entry_assigned: str | None, entry_tags: frozenset, agent: str | Non
     tasks second, so an agent with filter_tags never takes an untagged task,
     even one assigned to it by name. `by_name=True` (the daemon's rule,
     issue 3) takes a task assigned to this agent by name whatever its tags.
+    `exclude` (the daemon's catch-all rule): without a tag filter, a task that
+    carries one of these tags (declared by other agents) is theirs, not ours.
     """
     if by_name and entry_assigned is not None and entry_assigned == agent:
         return True
     if entry_assigned is not None and entry_assigned != agent:
         return False
-    return not tags or bool(tags & entry_tags)
+    if tags:
+        return bool(tags & entry_tags)
+    return not (exclude and exclude & entry_tags)
 
 
 class FolderIndex:
@@ -92,6 +97,7 @@ class FolderIndex:
     def refresh(self) -> list[Bad]:
         """Rescan the folder; returns the bad entries whose grace period is over."""
         self.last_refresh = time.monotonic()
+        self.store.revalidate()  # a folder removed and made again is read anew
         seen: set[str] = set()
         for dirent in self.store.entries(self.folder):
             seen.add(dirent.name)
@@ -110,9 +116,8 @@ class FolderIndex:
 
     def observe(self, name: str) -> None:
         """Look at one name (a file-system event hint) without rescanning the folder."""
-        try:
-            info = os.lstat(self._path(name))
-        except FileNotFoundError:
+        info = self.store.lstat(self.folder, name)
+        if info is None:
             self.discard(name)
             self.bad.pop(name, None)
             return
@@ -127,9 +132,11 @@ class FolderIndex:
                 inode = dirent.inode()
                 regular = dirent.is_file(follow_symlinks=False)  # d_type: no extra call
             else:
-                info = info or os.lstat(self._path(name))
+                info = info or self.store.lstat(self.folder, name)
+                if info is None:
+                    return
                 inode, regular = info.st_ino, stat.S_ISREG(info.st_mode)
-        except FileNotFoundError:
+        except OSError:
             return
         known = self.entries.get(name)
         if known is not None and known.inode == inode:
@@ -137,9 +144,6 @@ class FolderIndex:
         if known is not None:
             self.discard(name)
         self._parse(name, inode, regular)
-
-    def _path(self, name: str) -> str:
-        return os.path.join(self.store.root, self.folder, name)
 
     def _parse(self, name: str, inode: int, regular: bool = True) -> None:
         """Index a task file, or remember why an entry is not one.
@@ -149,21 +153,19 @@ class FolderIndex:
         it has not changed for the grace period, so a writer still writing is
         never cut off. Links and FIFOs are never opened.
         """
-        path = self._path(name)
         if name not in self.bad and regular and name.endswith(".json") and not name.startswith("."):
             # The usual case, a good file seen for the first time: read it
             # straight away (the reader refuses links and non-regular files
             # itself); the lstat below is only needed to remember a bad one.
             try:
-                self.add(name, inode, self.store.load(path))
+                self.add(name, inode, self.store.load_entry(self.folder, name))
                 return
             except FileNotFoundError:
                 return
             except (BadFile, DropSiteError):
                 pass
-        try:
-            info = os.lstat(path)
-        except FileNotFoundError:
+        info = self.store.lstat(self.folder, name)
+        if info is None:
             return
         bad = self.bad.get(name)
         if bad is not None and bad.inode == inode and bad.mtime == info.st_mtime:
@@ -174,7 +176,7 @@ class FolderIndex:
             reason = "symbolic link (never followed)" if stat.S_ISLNK(info.st_mode) else "not a regular file"
         else:
             try:
-                task = self.store.load(path)
+                task = self.store.load_entry(self.folder, name)
             except FileNotFoundError:
                 return
             except (BadFile, DropSiteError) as exc:
@@ -246,13 +248,14 @@ class FolderIndex:
                 yield entry
 
     def candidates(self, agent: str | None, tags: frozenset | None,
-                   now: float | None = None, by_name: bool = False) -> Iterator[Entry]:
+                   now: float | None = None, by_name: bool = False,
+                   exclude: frozenset | None = None) -> Iterator[Entry]:
         """Entries this agent may take now, best first."""
         now = self.clock() if now is None else now
         for entry in self.ordered():
             if entry.not_before is not None and entry.not_before > now:
                 continue
-            if routable(entry.assigned_to, entry.tags, agent, tags, by_name):
+            if routable(entry.assigned_to, entry.tags, agent, tags, by_name, exclude):
                 yield entry
 
     def next_ready_time(self, now: float | None = None) -> float | None:

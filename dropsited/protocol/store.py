@@ -7,57 +7,67 @@ Every move follows one pattern, chosen for crash safety and for ext4 speed:
 2. unlink the source file: the commit point. Only one process can unlink a
    given file, so a holder and a reaper racing for the same task cannot both
    win, and the loser learns it from FileNotFoundError;
-3. rename the temp file to `<id>.json`, a name that does not exist yet, and
+3. give the temp file its final name `<id>.json`, never over an existing file
+   (`renameat2(RENAME_NOREPLACE)`, or a hard link where the kernel lacks it), and
    fsync the destination folder if durable.
 
-Nothing is ever renamed over an existing file (on ext4 that forces a data
-flush, which made 0.1.0's rewrite-in-place five times slower). A crash
-between 2 and 3 leaves the task only as the temp file of a dead writer;
-`recover_temp_files` promotes it. A crash between 1 and 2 leaves a temp file
-whose task still exists elsewhere; recovery deletes it.
+Nothing is ever renamed over an existing task file: on ext4 that forces a data
+flush (0.1.0's rewrite-in-place ran five times slower for it), and it would destroy
+the task already there. A crash between 2 and 3 leaves the task only as the temp
+file of a dead writer; `recover_temp_files` promotes it. A crash between 1 and 2
+leaves a temp file whose task still exists elsewhere; recovery deletes it.
 
 A claim is one rename of `inbox/<id>.json` into active/ under a name that
 encodes the holder (see holder.py), so it needs no content write at all.
+
+Every path is opened through folders.py: never through a link, with fixed modes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 import stat
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import json_rules
 from .errors import ClaimLost, DropSiteError, InvalidTask, TaskNotFound
+from .folders import (
+    META_FOLDERS,
+    QUARANTINE,
+    TASK_FOLDERS,
+    UnsafeWorkspace,
+    WorkspaceFolders,
+)
+from .fs import (
+    ON_LINUX,
+    BadFile,
+    StorageError,
+    fsync_dir,
+    is_gone,
+    read_bytes,
+    renameat2_noreplace,
+    unlink_quietly,
+    write_file,
+)
 from .holder import SEP, Holder, parse_active_name, process_start, this_host
 from .names import is_valid_task_id
 from .task import Task, utcnow_iso
 
-TASK_FOLDERS = ("inbox", "active", "done", "failed", "blocked", "feedback")
-META_FOLDERS = ("agents",)
-QUARANTINE = "quarantine"
+__all__ = [
+    "BadFile", "DEFAULT_MAX_TASK_BYTES", "LATE_RESULTS", "Located", "META_FOLDERS", "QUARANTINE",
+    "StorageError", "TASK_FOLDERS", "TaskStore", "UnsafeWorkspace", "apply_claim", "fsync_dir",
+    "parse_temp_name", "read_bytes", "temp_name", "write_file",
+]
+
 LATE_RESULTS = "late-results.jsonl"
 DEFAULT_MAX_TASK_BYTES = 4 * 1024 * 1024
-
-_OPEN_READ = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-_OPEN_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-
-
-class BadFile(DropSiteError):
-    """A directory entry that is not a readable task; `reason` says why, in one line."""
-
-    def __init__(self, path: Path | str, reason: str) -> None:
-        super().__init__(f"{path}: {reason}")
-        self.path = Path(path)
-        self.reason = reason
-
-
-class StorageError(DropSiteError):
-    """The file system refused a write (disk full, read-only, permissions)."""
+# A move keeps its temp file for milliseconds. One older than this is abandoned
+# whatever its name claims (a forged `.x~host~1~0.tmp` names pid 1, which is alive).
+TEMP_MAX_AGE = 3600.0
 
 
 @dataclass
@@ -68,6 +78,10 @@ class Located:
     path: Path
     task_id: str
     holder: Holder | None = None
+
+    @property
+    def name(self) -> str:
+        return self.path.name
 
 
 _temp_tag: tuple[int, str] | None = None
@@ -99,126 +113,45 @@ def parse_temp_name(name: str) -> tuple[str, str, int, int] | None:
         return None
 
 
-def read_bytes(path: Path | str, max_bytes: int) -> bytes:
-    """Read a regular file without following links, blocking on FIFOs or reading huge files."""
-    try:
-        fd = os.open(path, _OPEN_READ)
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise BadFile(path, "is a symbolic link (never followed)") from None
-        raise BadFile(path, f"cannot open: {exc.strerror}") from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise BadFile(path, "is not a regular file")
-        if info.st_size > max_bytes:
-            raise BadFile(path, f"is {info.st_size} bytes, over the {max_bytes}-byte limit")
-        # Ask for one byte more than the size: a short read is end of file, so
-        # the usual case costs one read() instead of two.
-        first = os.read(fd, info.st_size + 1)
-        if len(first) <= info.st_size:
-            return first
-        chunks, total = [first], len(first)
-        while True:
-            chunk = os.read(fd, 1 << 16)
-            if not chunk:
-                break
-            total += len(chunk)
-            if total > max_bytes:
-                raise BadFile(path, f"grew past the {max_bytes}-byte limit while read")
-            chunks.append(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
-
-
-def fsync_dir(path: Path | str) -> None:
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_file(path: Path | str, data: bytes, durable: bool) -> None:
-    """Create `path` (which must not exist) with `data`; remove it again if anything fails."""
-    try:
-        fd = os.open(path, _OPEN_NEW, 0o644)
-    except OSError as exc:
-        raise StorageError(f"cannot create {path}: {exc.strerror}") from None
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        if durable:
-            os.fsync(fd)
-    except OSError as exc:
-        os.close(fd)
-        _unlink_quietly(path)
-        raise StorageError(f"cannot write {path}: {exc.strerror}") from None
-    os.close(fd)
-
-
-def _unlink_quietly(path: Path | str) -> None:
-    with contextlib.suppress(OSError):
-        os.unlink(path)
-
-
-class TaskStore:
-    """File operations on one workspace. The DropSite facade adds task semantics."""
+class TaskStore(WorkspaceFolders):
+    """Task files of one workspace. The DropSite facade adds task semantics."""
 
     def __init__(self, root: Path, durable: bool = True,
                  max_task_bytes: int = DEFAULT_MAX_TASK_BYTES) -> None:
-        self.root = Path(root)
+        super().__init__(root)
         self.durable = durable
         self.max_task_bytes = max_task_bytes
-        # Folder paths as strings: the per-task moves join names onto these
-        # instead of building pathlib objects (measurably slower at 10k tasks/s).
-        self._dirs = {name: os.path.join(self.root, name) for name in TASK_FOLDERS}
-        self._dir_fds: dict[str, int] = {}  # durable mode: folders kept open for fsync
+        self._links: bool | None = None  # hard links work here: probed once, on first need
 
-    def _folder_str(self, folder: str) -> str:
-        return self._dirs.get(folder) or os.path.join(self.root, folder)
-
-    def _fsync_folder(self, folder: str) -> None:
-        """fsync a task folder through a descriptor opened once, not per move."""
-        fd = self._dir_fds.get(folder)
-        if fd is None:
-            fd = os.open(self._folder_str(folder), os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
-                         | getattr(os, "O_CLOEXEC", 0))
-            self._dir_fds[folder] = fd
-        os.fsync(fd)
-
-    def close(self) -> None:
-        """Close the folder descriptors kept for fsync (reopened when needed)."""
-        fds, self._dir_fds = self._dir_fds, {}
-        for fd in fds.values():
-            with contextlib.suppress(OSError):
-                os.close(fd)
-
-    def __del__(self) -> None:
-        self.close()
-
-    # -- layout -------------------------------------------------------------
     def folder(self, name: str) -> Path:
         return self.root / name
 
-    def create_layout(self) -> None:
-        for name in TASK_FOLDERS + META_FOLDERS:  # quarantine/ appears when first needed
-            # 0o755 whatever the umask: a group-writable inbox/ would let others drop tasks.
-            (self.root / name).mkdir(mode=0o755, parents=True, exist_ok=True)
-
-    def is_workspace(self) -> bool:
-        return all((self.root / name).is_dir() for name in TASK_FOLDERS)
-
     # -- reading ------------------------------------------------------------
+    def _split(self, path: Path | str) -> tuple[str, str] | None:
+        """(folder, name) for a path inside one of this workspace's folders."""
+        head, name = os.path.split(os.fspath(path))
+        head, folder = os.path.split(head)
+        if name and folder and os.path.normpath(head) == os.path.normpath(self.root):
+            return folder, name
+        return None
+
     def load(self, path: Path | str) -> Task:
-        """Parse a task file; BadFile/InvalidTask say what is wrong. Holder comes from the name."""
-        raw = read_bytes(path, self.max_task_bytes)
-        folder, name = os.path.split(path)
-        parsed = parse_active_name(name) if os.path.basename(folder) == "active" else None
+        """Parse a task file given by path; BadFile says what is wrong. Holder comes from the name."""
+        where = self._split(path)
+        if where is None:
+            text = os.fspath(path)
+            return self._parse(read_bytes(text, self.max_task_bytes), text,
+                               os.path.basename(os.path.dirname(text)), os.path.basename(text))
+        return self.load_entry(*where)
+
+    def load_entry(self, folder: str, name: str) -> Task:
+        """Parse `folder/name`; FileNotFoundError if it is gone, BadFile if it is no task."""
+        raw = self.read(folder, name, self.max_task_bytes)
+        return self._parse(raw, self.path(folder, name), folder, name)
+
+    @staticmethod
+    def _parse(raw: bytes, path: Path | str, folder: str, name: str) -> Task:
+        parsed = parse_active_name(name) if folder == "active" else None
         stem = parsed[0] if parsed else name[:-5] if name.endswith(".json") else None
         if stem is None or not is_valid_task_id(stem):
             raise BadFile(path, "file name is not <task id>.json (letters, digits, '_' and '-')")
@@ -232,191 +165,352 @@ class TaskStore:
             apply_claim(task, parsed[1])
         return task
 
-    def entries(self, folder: str) -> Iterator[os.DirEntry]:
-        try:
-            with os.scandir(self.root / folder) as it:
-                yield from it
-        except FileNotFoundError:
-            return
-
     def locate(self, task_id: str, folders: tuple[str, ...] = TASK_FOLDERS) -> Located | None:
-        """Find the one file that holds `task_id`, whichever folder it is in."""
+        """Find the one file that holds `task_id`, whichever folder it is in.
+
+        A task that another process is moving exists, for a few microseconds, only as a
+        temp file: a pass that finds nothing looks once more before saying None."""
+        return self._locate(task_id, folders) or self._locate(task_id, folders)
+
+    def _locate(self, task_id: str, folders: tuple[str, ...]) -> Located | None:
+        name = f"{task_id}.json"
         for folder in folders:
-            path = self.root / folder / f"{task_id}.json"
-            if os.path.lexists(path):
-                return Located(folder, path, task_id)
+            if self.exists(folder, name):
+                return Located(folder, self.path(folder, name), task_id)
             if folder == "active":
                 prefix = task_id + SEP
                 for entry in self.entries("active"):
                     if entry.name.startswith(prefix):
                         parsed = parse_active_name(entry.name)
                         if parsed and parsed[0] == task_id:
-                            return Located("active", Path(entry.path), task_id, parsed[1])
+                            return Located("active", self.path("active", entry.name), task_id,
+                                           parsed[1])
         return None
 
     # -- writing ------------------------------------------------------------
-    def create(self, folder: str, task: Task) -> Path:
-        """Place a new task; refuses to replace an existing file with the same id."""
-        final = self.root / folder / f"{task.id}.json"
-        tmp = self.root / folder / temp_name(task.id)
-        write_file(tmp, task.to_json(), self.durable)
-        try:
-            os.link(tmp, final)
-        except FileExistsError:
-            _unlink_quietly(tmp)
-            raise DropSiteError(f"{final}: a task with id {task.id} already exists") from None
-        except OSError as exc:
-            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
-                _unlink_quietly(tmp)
-                raise StorageError(f"cannot place {final}: {exc.strerror}") from None
-            os.rename(tmp, final)  # file systems without hard links
-        else:
-            os.unlink(tmp)
-        if self.durable:
-            self._fsync_folder(folder)
-        return final
+    def encode(self, task: Task) -> bytes:
+        """The file content of `task`, or InvalidTask: what a reader would refuse (the
+        number rules of json_rules.py, the size limit) is refused before any write."""
+        data = task.to_json()
+        if len(data) > self.max_task_bytes:
+            raise InvalidTask(f"task {task.id} is {len(data)} bytes, over the "
+                              f"{self.max_task_bytes}-byte limit readers accept")
+        return data
 
-    def move(self, src: Path | str, dest_folder: str, task: Task, held: bool) -> Path:
+    def _write_temp(self, folder: str, task_id: str, data: bytes) -> str:
+        tmp = temp_name(task_id)
+        try:
+            self.retrying(folder, lambda fd: write_file(tmp, data, self.durable, dir_fd=fd))
+        except FileNotFoundError:
+            raise StorageError(f"cannot create {self.path(folder, tmp)}: no such folder",
+                               errno.ENOENT) from None
+        except UnsafeWorkspace as exc:
+            raise StorageError(str(exc), errno.ELOOP) from None
+        return tmp
+
+    def create(self, folder: str, task: Task) -> Path:
+        """Place a new task; refuses an id that any folder already holds."""
+        data = self.encode(task)
+        found = self.locate(task.id)
+        if found is not None:
+            raise DropSiteError(f"{found.path}: a task with id {task.id} already exists "
+                                f"(in {found.folder}/); ids are never reused")
+        final = f"{task.id}.json"
+        tmp = self._write_temp(folder, task.id, data)
+        fd = self.fd(folder)
+        try:
+            self.rename_noreplace(tmp, final, fd, fd)
+        except FileExistsError:
+            unlink_quietly(tmp, fd)
+            raise DropSiteError(f"{self.path(folder, final)}: a task with id {task.id} "
+                                "already exists") from None
+        except OSError as exc:
+            unlink_quietly(tmp, fd)
+            raise StorageError(f"cannot place {self.path(folder, final)}: {exc.strerror}",
+                               exc.errno) from None
+        if self.durable:
+            os.fsync(fd)
+        return self.path(folder, final)
+
+    def move(self, src: Path | str | tuple[str, str], dest_folder: str, task: Task,
+             held: bool) -> Path:
         """Commit `task` (new content) to `dest_folder` and remove `src`, crash-safely.
 
-        `held`: the caller claimed `src`; losing it raises ClaimLost, else TaskNotFound.
+        `src`: (folder, name), or a path inside the workspace. `held`: the caller claimed
+        `src`; losing it raises ClaimLost, else TaskNotFound. InvalidTask, before any
+        write, when the new content is not a task readers accept.
         """
-        folder = self._folder_str(dest_folder)
-        final = f"{folder}/{task.id}.json"
-        tmp = f"{folder}/{temp_name(task.id)}"
-        write_file(tmp, task.to_json(), self.durable)
+        src_folder, src_name = src if isinstance(src, tuple) else self._must_split(src)
+        data = self.encode(task)
+        final = f"{task.id}.json"
+        if self.exists(dest_folder, final):
+            if not self.exists(src_folder, src_name):  # moved there by someone else: lost
+                self._lost(task.id, src_folder, src_name, held)
+            raise DropSiteError(f"{self.path(dest_folder, final)}: another task with id "
+                                f"{task.id} is already there; {src_folder}/{src_name} is left as it is")
+        tmp = self._write_temp(dest_folder, task.id, data)
+        dest_fd = self.fd(dest_folder)
         try:
-            os.unlink(src)
-        except FileNotFoundError:
-            _unlink_quietly(tmp)
-            if held:
-                raise ClaimLost(f"task {task.id} is no longer held at {src}") from None
-            raise TaskNotFound(f"task {task.id} is no longer at {src}") from None
-        os.rename(tmp, final)
+            os.unlink(src_name, dir_fd=self.fd(src_folder))
+        except (OSError, DropSiteError) as exc:
+            unlink_quietly(tmp, dest_fd)
+            if isinstance(exc, OSError) and not is_gone(exc):
+                raise StorageError(f"cannot remove {self.path(src_folder, src_name)}: "
+                                   f"{exc.strerror}", exc.errno) from None
+            self._lost(task.id, src_folder, src_name, held)
+        self._place(dest_folder, tmp, final, task.id, data)
         if self.durable:
-            self._fsync_folder(dest_folder)
-        return Path(final)
+            os.fsync(dest_fd)
+        return self.path(dest_folder, final)
 
-    def claim(self, src: Path | str, task_id: str, holder: Holder) -> Path | None:
-        """Rename `src` into active/ under the holder's name; None if someone else won."""
-        dest = f"{self._dirs['active']}/{holder.file_name(task_id)}"
-        try:
-            if not stat.S_ISREG(os.lstat(src).st_mode):
-                return None
-            os.rename(src, dest)
-        except FileNotFoundError:
-            return None
-        return Path(dest)
+    def _lost(self, task_id: str, folder: str, name: str, held: bool) -> None:
+        where = self.path(folder, name)
+        if held:
+            raise ClaimLost(f"task {task_id} is no longer held at {where}")
+        raise TaskNotFound(f"task {task_id} is no longer at {where}")
 
-    def unclaim(self, active_path: Path, task_id: str) -> bool:
-        """Undo a claim that wrote nothing: rename back to inbox/<id>.json."""
+    def _must_split(self, path: Path | str) -> tuple[str, str]:
+        where = self._split(path)
+        if where is None:
+            raise DropSiteError(f"{path}: not a file of workspace {self.root}")
+        return where
+
+    def _place(self, folder: str, tmp: str, final: str, task_id: str, data: bytes) -> None:
+        """Give a committed temp file its final name, never over another task. The temp
+        file is the task's only copy now: whatever happens, it is not dropped."""
+        fd = self.fd(folder)
+        problem = f"a task with id {task_id} appeared in {folder}/ during the move"
         try:
-            os.rename(active_path, self.root / "inbox" / f"{task_id}.json")
-        except FileNotFoundError:
+            self.rename_noreplace(tmp, final, fd, fd)
+            return
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            if not is_gone(exc):
+                raise StorageError(f"cannot place {self.path(folder, final)}: {exc.strerror}",
+                                   exc.errno) from None
+            # The temp file vanished (removed as abandoned?): write it again from memory.
+            write_file(tmp, data, self.durable, dir_fd=fd)
+            try:
+                self.rename_noreplace(tmp, final, fd, fd)
+                return
+            except FileExistsError:
+                pass
+        self.quarantine(folder, tmp, f"{problem}; this copy was kept here instead")
+        raise DropSiteError(f"{self.path(folder, final)}: {problem}; the moving copy is in "
+                            f"{QUARANTINE}/")
+
+    def rename_noreplace(self, src: str, dst: str, src_fd: int, dst_fd: int,
+                         shared: bool = False) -> None:
+        """rename(2) that never replaces `dst` (FileExistsError instead).
+
+        Without RENAME_NOREPLACE: a source only this process knows (`shared=False`, a
+        temp file) is hard-linked, which fails with EEXIST, then unlinked; a source
+        others may move too (a claim) keeps the plain rename, which only one racer can
+        win, after a check that `dst` is free.
+        """
+        if renameat2_noreplace(src, dst, src_fd, dst_fd):
+            return
+        if not shared and self.hard_links():
+            os.link(src, dst, src_dir_fd=src_fd, dst_dir_fd=dst_fd, follow_symlinks=False)
+            unlink_quietly(src, src_fd)
+            return
+        with contextlib.suppress(FileNotFoundError):
+            os.lstat(dst, dir_fd=dst_fd)
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), dst)
+        os.rename(src, dst, src_dir_fd=src_fd, dst_dir_fd=dst_fd)
+
+    def hard_links(self) -> bool:
+        """Whether this workspace's file system has hard links, probed once: a racing
+        link's error must never decide it (on sshfs the loser of a race gets EPERM)."""
+        if self._links is None:
+            self._links = self._probe_links()
+        return self._links
+
+    def _probe_links(self) -> bool:
+        fd = self.root_fd()  # not a task folder: no reader lists the root
+        a, b = (f".dropsite-probe{SEP}{_my_temp_tag()}{SEP}{x}" for x in "ab")
+        try:
+            write_file(a, b"", False, dir_fd=fd)
+        except StorageError:
+            return True  # cannot tell; the link itself will say
+        try:
+            os.link(a, b, src_dir_fd=fd, dst_dir_fd=fd, follow_symlinks=False)
+        except OSError:
             return False
+        finally:
+            unlink_quietly(a, fd)
+            unlink_quietly(b, fd)
         return True
 
-    # -- quarantine and logs --------------------------------------------------
-    def quarantine(self, path: Path, reason: str) -> Path | None:
-        """Move a bad entry (never following links) to quarantine/ beside a `.reason` file."""
-        qdir = self.root / QUARANTINE
-        qdir.mkdir(mode=0o755, exist_ok=True)  # made when first needed, never group-writable
-        name = path.name.lstrip(".") or "unnamed"
-        dest = qdir / name
-        if os.path.lexists(dest) or os.path.lexists(qdir / (name + ".reason")):
-            dest = qdir / f"{int(time.time() * 1000)}-{os.getpid()}-{name}"
+    def claim(self, task_id: str, holder: Holder) -> str | None:
+        """Rename inbox/<id>.json into active/ under the holder's name; the new name,
+        or None if someone else won (or it is not a regular file)."""
+        name, dest = f"{task_id}.json", holder.file_name(task_id)
         try:
-            info = os.lstat(path)
-            os.rename(path, dest)
-        except FileNotFoundError:
-            return None
-        record = {
-            "file": f"{path.parent.name}/{path.name}",
-            "quarantined_as": dest.name,
-            "error": reason,
-            "size": info.st_size,
-            "at": utcnow_iso(),
-        }
-        # The file itself is safe in quarantine/; its reason is best effort.
-        with contextlib.suppress(StorageError):
-            write_file(dest.with_name(dest.name + ".reason"),
-                       json.dumps(record, indent=2).encode() + b"\n", self.durable)
+            inbox, active = self.fd("inbox"), self.fd("active")
+            if not stat.S_ISREG(os.lstat(name, dir_fd=inbox).st_mode):
+                return None
+            self.rename_noreplace(name, dest, inbox, active, shared=True)
+        except OSError as exc:
+            if is_gone(exc) or isinstance(exc, FileExistsError):
+                return None
+            raise
         return dest
 
+    def unclaim(self, active_name: str, task_id: str) -> bool:
+        """Undo a claim that wrote nothing: rename back to inbox/<id>.json."""
+        try:
+            self.rename_noreplace(active_name, f"{task_id}.json", self.fd("active"),
+                                  self.fd("inbox"), shared=True)
+        except OSError as exc:
+            if is_gone(exc) or isinstance(exc, FileExistsError):
+                return False
+            raise
+        return True
+
+    # -- quarantine and late results --------------------------------------------
+    def quarantine(self, folder: str, name: str, reason: str) -> Path | None:
+        """Move a bad entry (never following links) to quarantine/ beside a `.reason` file."""
+        self.make_folder(QUARANTINE)
+        qfd, src_fd = self.fd(QUARANTINE), self.fd(folder)
+        kept = name.lstrip(".") or "unnamed"
+        if kept.endswith(".reason"):  # a payload must never pass for a record
+            kept += ".file"
+        try:
+            info = os.lstat(name, dir_fd=src_fd)
+        except OSError as exc:
+            if is_gone(exc):
+                return None
+            raise
+        for attempt in range(3):
+            dest = kept if attempt == 0 else f"{int(time.time() * 1000)}-{os.getpid()}-{kept}"
+            if self.exists(QUARANTINE, dest) or self.exists(QUARANTINE, dest + ".reason"):
+                continue
+            try:
+                self.rename_noreplace(name, dest, src_fd, qfd, shared=True)
+                break
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                if is_gone(exc):
+                    return None
+                raise
+        else:
+            return None
+        record = {"file": f"{folder}/{name}", "quarantined_as": dest, "error": reason,
+                  "size": info.st_size, "at": utcnow_iso()}
+        # The file itself is safe in quarantine/; its reason is best effort.
+        with contextlib.suppress(StorageError, InvalidTask):
+            write_file(dest + ".reason", json_rules.dumps(record) + b"\n", self.durable, dir_fd=qfd)
+        return self.path(QUARANTINE, dest)
+
     def quarantined(self) -> list[dict]:
+        """The quarantine records, each parsed totally: one that is not a JSON object of
+        the expected fields is listed as unreadable, never trusted, never raised."""
         records = []
         for entry in self.entries(QUARANTINE):
-            if entry.name.endswith(".reason"):
-                try:
-                    records.append(json.loads(read_bytes(Path(entry.path), 1 << 20)))
-                except (OSError, ValueError, DropSiteError):
-                    records.append({"quarantined_as": entry.name[:-7], "error": "reason unreadable"})
-        return sorted(records, key=lambda r: str(r.get("at", "")))
+            if not entry.name.endswith(".reason") or entry.name.startswith("."):
+                continue
+            data = self.read_record(QUARANTINE, entry.name) or {}
+            record = {"quarantined_as": entry.name[:-7], "file": None,
+                      "error": "reason unreadable", "size": None, "at": ""}
+            for key in ("file", "error", "at"):
+                if isinstance(data.get(key), str):
+                    record[key] = data[key]
+            if type(data.get("size")) is int:
+                record["size"] = data["size"]
+            records.append(record)
+        return sorted(records, key=lambda r: r["at"])
 
     def log_late_result(self, record: dict) -> None:
         """Append one JSON line for a result that arrived after its claim was lost."""
-        line = json.dumps(record, default=str, ensure_ascii=False).encode() + b"\n"
-        fd = os.open(self.root / LATE_RESULTS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, line)
-            if self.durable:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
+            line = json_rules.dumps(record, indent=None)
+        except InvalidTask as exc:
+            kept = {k: record.get(k) for k in ("task_id", "at", "outcome", "agent")}
+            line = json_rules.dumps({**kept, "result_unstorable": str(exc)}, indent=None)
+        self.append_line(LATE_RESULTS, line + b"\n", self.durable)
 
     # -- recovery -----------------------------------------------------------
-    def _temp_problem(self, path: Path, task_id: str) -> str | None:
-        """Why a temp file is not a complete task with this id, or None if it is."""
-        try:
-            task = Task.from_json(read_bytes(path, self.max_task_bytes), default_id=task_id)
-        except (BadFile, InvalidTask) as exc:
-            return getattr(exc, "reason", str(exc))
-        except FileNotFoundError:
-            return "vanished"
-        return None if task.id == task_id else f"id {task.id!r} does not match"
+    def abandoned_temp(self, name: str, mtime: float, now: float) -> bool:
+        """Whether a temp file's writer can no longer finish it.
 
-    def recover_temp_files(self, min_age: float = 0.0) -> list[str]:
+        A writer on this host is asked (dead, or its pid now names another process);
+        any temp file older than TEMP_MAX_AGE is abandoned whatever its name says, so a
+        forged name (pid 1, another host's) cannot keep a file for ever.
+        """
+        parsed = parse_temp_name(name)
+        if parsed is None:
+            return False
+        _task_id, host, pid, start = parsed
+        if now - mtime >= TEMP_MAX_AGE:
+            return True
+        return host == this_host() and not _writer_alive(pid, start)
+
+    def recover_temp_files(self, min_age: float = 0.0,
+                           folders: tuple[str, ...] = TASK_FOLDERS) -> list[str]:
         """Finish or discard the temp files of writers that died mid-move.
 
         A dead writer's temp file whose task exists nowhere else was committed
         (step 2 happened): promote it. Otherwise it was never committed: remove it.
         Returns a line per action, for logs.
         """
-        host, now, actions = this_host(), time.time(), []
-        for folder in TASK_FOLDERS:
-            for entry in list(self.entries(folder)):
-                parsed = parse_temp_name(entry.name)
-                if not parsed:
+        now, actions = time.time(), []
+        for folder in folders:
+            for name in [e.name for e in self.entries(folder) if parse_temp_name(e.name)]:
+                info = self.lstat(folder, name)
+                if info is None:
                     continue
-                task_id, t_host, pid, start = parsed
-                if t_host != host or _writer_alive(pid, start):
-                    continue
-                try:
-                    if now - entry.stat(follow_symlinks=False).st_mtime < min_age:
-                        continue
-                except FileNotFoundError:
-                    continue
-                path = Path(entry.path)
-                if self.locate(task_id) is not None:
-                    _unlink_quietly(path)
-                    actions.append(f"removed uncommitted temp file {folder}/{entry.name}")
-                elif (problem := self._temp_problem(path, task_id)) is not None:
-                    # A submit killed mid-write leaves a partial temp file and no
-                    # other copy: promoting it would put a corrupt file in inbox/.
-                    self.quarantine(path, f"unfinished write of {task_id}: {problem}")
-                    actions.append(f"quarantined unreadable temp file {folder}/{entry.name}")
-                else:
-                    try:
-                        os.rename(path, self.root / folder / f"{task_id}.json")
-                    except FileNotFoundError:
-                        continue
-                    actions.append(f"completed interrupted move of {task_id} into {folder}/")
+                mtime = info.st_mtime
+                if now - mtime >= min_age and self.abandoned_temp(name, mtime, now):
+                    action = self._recover_one(folder, name, parse_temp_name(name)[0])
+                    if action:
+                        actions.append(action)
         return actions
+
+    def _recover_one(self, folder: str, name: str, task_id: str) -> str | None:
+        fd = self.fd(folder)
+        if not is_valid_task_id(task_id):
+            self.quarantine(folder, name, "a temp file whose name holds no task id")
+            return f"quarantined temp file {folder}/{name} (no task id in its name)"
+        if self.locate(task_id) is not None:
+            unlink_quietly(name, fd)
+            return f"removed uncommitted temp file {folder}/{name}"
+        if (problem := self._temp_problem(folder, name, task_id)) is not None:
+            # A submit killed mid-write leaves a partial temp file and no
+            # other copy: promoting it would put a corrupt file in inbox/.
+            self.quarantine(folder, name, f"unfinished write of {task_id}: {problem}")
+            return f"quarantined unreadable temp file {folder}/{name}"
+        try:
+            self.rename_noreplace(name, f"{task_id}.json", fd, fd, shared=True)
+        except OSError:
+            return None
+        return f"completed interrupted move of {task_id} into {folder}/"
+
+    def _temp_problem(self, folder: str, name: str, task_id: str) -> str | None:
+        """Why a temp file is not a complete task with this id, or None if it is."""
+        try:
+            task = Task.from_json(self.read(folder, name, self.max_task_bytes), default_id=task_id)
+        except (BadFile, InvalidTask) as exc:
+            return getattr(exc, "reason", str(exc))
+        except FileNotFoundError:
+            return "vanished"
+        return None if task.id == task_id else f"id {task.id!r} does not match"
 
 
 def _writer_alive(pid: int, start: int) -> bool:
+    """Whether the process that named itself in a temp file is still that process.
+
+    On Linux every real writer records its start time: a 0 there is a forged name."""
+    if pid <= 0:
+        return False
     current = process_start(pid)
-    return current is not None and (start == 0 or current == start)
+    if current is None:
+        return False
+    if start == 0:
+        return not ON_LINUX
+    return current == start
 
 
 def apply_claim(task: Task, holder: Holder) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from . import json_rules
 from .errors import InvalidName, InvalidTask
 from .names import check_agent_name, check_task_id, new_task_id
 
@@ -111,12 +112,10 @@ class Task:
 
     def to_json(self, indent: int | None = 2) -> bytes:
         """The file format (indented, for cat and editors); `indent=None` is one line,
-        which json encodes in C, several times faster: what the daemon pipes to agents."""
-        try:
-            return json.dumps(self.to_dict(), indent=indent, default=str, ensure_ascii=False,
-                              allow_nan=False).encode()
-        except ValueError:
-            raise InvalidTask("NaN or Infinity in the task: not JSON other readers accept") from None
+        which json encodes in C, several times faster: what the daemon pipes to agents.
+
+        Refuses (InvalidTask) what a reader would refuse: json_rules.py."""
+        return json_rules.dumps(self.to_dict(), indent)
 
     @classmethod
     def from_dict(cls, data: Any, default_id: str | None = None) -> Task:
@@ -133,6 +132,7 @@ class Task:
             # instead of the full check (loading is on the claim path).
             if type(value) is not _PLAIN.get(key):
                 _CHECKS[key](key, value)
+        _check_dependencies(values.get("context"))
         values.setdefault("title", values["id"])
         values.setdefault("created_by", "unknown")
         extra = {k: v for k, v in data.items() if k not in FIELDS}
@@ -140,16 +140,8 @@ class Task:
 
     @classmethod
     def from_json(cls, raw: bytes, default_id: str | None = None) -> Task:
-        try:
-            data = json.loads(raw.decode("utf-8"))
-        except UnicodeDecodeError as exc:
-            raise InvalidTask(f"not UTF-8 text (byte {exc.start})") from None
-        except json.JSONDecodeError as exc:
-            msg = exc.msg[:-3] if exc.msg.endswith(" at") else exc.msg  # "Invalid control character at"
-            raise InvalidTask(f"not valid JSON: {msg} at line {exc.lineno} column {exc.colno}") from None
-        except RecursionError:
-            raise InvalidTask("JSON nested too deeply") from None
-        return cls.from_dict(data, default_id=default_id)
+        """Parse a task file: a Task, or InvalidTask naming the problem (nothing else)."""
+        return cls.from_dict(json_rules.loads(raw), default_id=default_id)
 
     def copy(self) -> Task:
         clone = Task.from_dict(json.loads(self.to_json()))
@@ -207,6 +199,17 @@ def _check_optional_id(key: str, value: Any) -> None:
         _check_id(key, value)
 
 
+def _check_dependencies(context: Any) -> None:
+    """`context._depends_on` names files in done/ and failed/: ids only, never paths."""
+    if not isinstance(context, dict) or "_depends_on" not in context:
+        return
+    deps = context["_depends_on"]
+    if not isinstance(deps, list):
+        raise InvalidTask(f"context._depends_on: expected array of task ids, got {_kind(deps)}")
+    for i, dep in enumerate(deps):
+        _check_id(f"context._depends_on[{i}]", dep)
+
+
 def _check_optional_str(key: str, value: Any) -> None:
     if value is not None:
         _want((str,), "string or null")(key, value)
@@ -223,7 +226,7 @@ _CHECKS = {
     "context": _want((dict,), "object"),
     "result": lambda k, v: v is None or _want((dict,), "object or null")(k, v),
     "tags": _check_str_list,
-    "parent_id": _check_optional_str,
+    "parent_id": _check_optional_id,
     "retry_count": _check_count,
     "max_retries": _check_count,
     "created_at": _want((str,), "string"),

@@ -1,26 +1,34 @@
 """`DropSite`: the task operations of the reference page, on top of TaskStore.
 
-This module decides *what* a task becomes (history entries, retries, backoff,
-reaping rules); store.py alone decides *how* files move.
+This module decides *what* a task becomes (history entries, retries, backoff);
+store.py alone decides *how* files move, dispatch.py which task an agent gets next,
+reaper.py when a claim is taken back, agents.py what the registry holds.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import random
-import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import ClaimLost, DropSiteError, InvalidTask, NotAWorkspace, TaskNotFound
-from .holder import Holder, parse_active_name, process_start, this_host
-from .index import FolderIndex, routable
+from .agents import AgentRegistry
+from .dispatch import InboxDispatcher
+from .errors import (
+    ClaimLost,
+    DropSiteError,
+    InvalidArgument,
+    InvalidTask,
+    NotAWorkspace,
+    TaskNotFound,
+)
+from .holder import Holder, process_start, this_host
+from .index import FolderIndex
 from .names import check_agent_name, check_task_id
+from .reaper import Reaper
 from .retry_policy import DEFAULT_BASE, DEFAULT_CAP, retry_delay
 from .store import (
     DEFAULT_MAX_TASK_BYTES,
@@ -28,12 +36,11 @@ from .store import (
     TASK_FOLDERS,
     BadFile,
     Located,
+    StorageError,
     TaskStore,
-    parse_temp_name,
-    read_bytes,
-    write_file,
+    UnsafeWorkspace,
 )
-from .task import Task, parse_iso, utcnow_iso
+from .task import Task, utcnow_iso
 
 DEFAULT_GRACE = 30.0
 
@@ -54,12 +61,16 @@ class DropSite:
                  corrupt_grace: float = DEFAULT_GRACE, retry_base: float = DEFAULT_BASE,
                  retry_cap: float = DEFAULT_CAP, clock: Callable[[], float] = time.time,
                  rand: Callable[[], float] = random.random) -> None:
+        if not isinstance(workspace, (str, os.PathLike)):
+            raise InvalidArgument(f"workspace must be a path, got {type(workspace).__name__}")
         self.workspace = Path(workspace)
         self.store = TaskStore(self.workspace, durable=durable, max_task_bytes=max_task_bytes)
         if create:
-            self.store.create_layout()
-            os.chmod(self.workspace, os.stat(self.workspace).st_mode & ~0o022)
+            self._create()
         elif not self.store.is_workspace():
+            problems = self.store.layout_problems() if self.workspace.is_dir() else []
+            if problems:
+                raise UnsafeWorkspace(problems[0])
             raise NotAWorkspace(
                 f"{self.workspace}: not a DropSite workspace (no inbox/ active/ done/ ...); "
                 f"create one with: dropsited init {self.workspace}")
@@ -69,156 +80,96 @@ class DropSite:
         self.retry_cap = retry_cap
         self.clock = clock
         self.rand = rand
-        self._inbox: FolderIndex | None = None
-        self._inbox_owner: int | None = None  # the thread that made (and walks) the index
-        self._inbox_pending: deque[str] = deque()  # names noted by other threads
-        # claim_next resumes its walk of the index where the previous call of
-        # the same (agent, tags) stopped, while the index is unchanged: other
-        # agents' tasks at the head of the queue are stepped over once, not on
-        # every call (that made draining quadratic in the size of the pile).
-        self._walks: dict[tuple, tuple[int, Iterator]] = {}
+        self.dispatcher = InboxDispatcher(self.store, corrupt_grace, clock)
+        self.reaper = Reaper(self.store, clock, self.dispatcher.note)
+        self.agents = AgentRegistry(self.store)
         self._holders: dict[str, Holder] = {}
+
+    def _create(self) -> None:
+        try:
+            self.store.create_layout()
+        except OSError as exc:
+            raise StorageError(f"{self.workspace}: cannot create the workspace: "
+                               f"{exc.strerror or exc}", exc.errno) from None
+        with contextlib.suppress(OSError):  # a read-only workspace is refused at its first write
+            fd = self.store.root_fd()
+            mode = os.fstat(fd).st_mode
+            if mode & 0o022:
+                os.fchmod(fd, mode & 0o7755)
 
     # -- submitting -----------------------------------------------------------
     def submit(self, task: Task) -> str:
-        """Drop a task into inbox/; refuses a task whose id is already there."""
+        """Drop a task into inbox/; refuses an id any folder already holds, and anything a
+        reader would refuse (InvalidTask), before writing anything."""
+        _need_task("submit", task)
         check_task_id(task.id)
         Task.from_dict(task.to_dict())  # the same validation a reader applies
         extra = {}
         if task.submit_delay:
             extra["not_before"] = utcnow_iso(self.clock() + task.submit_delay)
-        task.log("inbox", **extra)
-        self.store.create("inbox", task)
-        self._note_inbox(task.id)
+        with _rollback(task):
+            task.log("inbox", **extra)
+            self.store.create("inbox", task)
+        self.dispatcher.note(task.id)
         return task.id
 
     # -- claiming -------------------------------------------------------------
     def claim(self, agent_name: str, task_id: str, holder_pid: int | None = None) -> Task | None:
-        """Take inbox/<id>.json for `agent_name`; None if another claimer won or it is
-        not due yet. `holder_pid`: the process that holds it instead of this one
-        (0: a person, reaped only by age)."""
+        """Take inbox/<id>.json for `agent_name`, whatever its not-before time (a claim by
+        id is explicit; `claim_next` honours backoffs and delays). None if another
+        claimer won or its dependencies are not done. `holder_pid`: the process that
+        holds it instead of this one (0: a person, reaped only by age)."""
+        return self._claim(agent_name, task_id, holder_pid, honour_not_before=False)
+
+    def _claim(self, agent_name: str, task_id: str, holder_pid: int | None = None,
+               honour_not_before: bool = True) -> Task | None:
         check_agent_name(agent_name)
         check_task_id(task_id)
-        src = f"{self.store._dirs['inbox']}/{task_id}.json"
+        if holder_pid is not None and (type(holder_pid) is not int or holder_pid < 0):
+            raise InvalidArgument(f"holder_pid must be a process id, got {holder_pid!r}")
         holder = (self._holder(agent_name) if holder_pid is None
                   else Holder.current(agent_name, pid=holder_pid))
-        path = self.store.claim(src, task_id, holder)
-        if path is None:
+        name = self.store.claim(task_id, holder)
+        if name is None:
             return None
         try:
-            task = self.store.load(path)
-        except (BadFile, InvalidTask) as exc:
-            self.store.quarantine(path, getattr(exc, "reason", str(exc)))
+            task = self.store.load_entry("active", name)
+        except BadFile as exc:
+            self.store.quarantine("active", name, exc.reason)
             return None
         except FileNotFoundError:
             return None
-        if not self._ready(task):
-            self.store.unclaim(path, task_id)  # nothing was written: put it back as it was
+        if not self.dispatcher.ready(task, honour_not_before):
+            self.store.unclaim(name, task_id)  # nothing was written: put it back as it was
             return None
         return task
 
-    def _ready(self, task: Task) -> bool:
-        """Due (its not-before time passed) and every dependency done: may be handed out."""
-        # The claim's own `active` entry is last now; the time is on the entry before.
-        before = next((e for e in reversed(task.history) if e.get("status") != "active"), {})
-        not_before = parse_iso(before.get("not_before") or "")
-        if not_before is not None and not_before > self.clock():
-            return False
-        deps = task.depends_on
-        return not deps or self._dependencies_ready(task.id, tuple(deps))
-
     def claim_next(self, agent_name: str, tags: list[str] | None = None,
-                   refresh: bool = True, by_name: bool = False) -> Task | None:
+                   refresh: bool = True, by_name: bool = False,
+                   exclude_tags: Container[str] | None = None) -> Task | None:
         """The best task this agent may take now, claimed; None when there is none.
 
         Order and routing are 0.1.0's (assigned_to, tags, priority, creation
         time); not-before times and dependencies are honoured. `refresh=False`
         trusts the index as it is (the daemon keeps it current from file-system
         events instead of rescanning the folder for every claim). `by_name=True`
-        also takes tasks assigned to this agent that lack its tags (the daemon's rule).
+        also takes tasks assigned to this agent that lack its tags, and
+        `exclude_tags` leaves tasks carrying any of those tags to others (the
+        daemon's rules for an agent without tags: PROTOCOL.md §5).
         """
         check_agent_name(agent_name)
-        index = self.inbox_index()
-        wanted = frozenset(tags) if tags else None
-        scanned = False
-        if refresh and index.refresh_due():
-            self._quarantine_expired(index.refresh())
-            scanned = True
-        task = self._claim_first(index, agent_name, wanted, by_name)
-        if task is None and refresh and not scanned:
-            # Rescanning the folder costs a pass over every name in it, so it is
-            # done when the index has nothing left for us (or once a second, via
-            # refresh_due), not on every call: 0.1.0's AgentLoop likewise saw
-            # new tasks only at its next listing.
-            self._quarantine_expired(index.refresh())
-            task = self._claim_first(index, agent_name, wanted, by_name)
-        return task
-
-    def _claim_first(self, index: FolderIndex, agent_name: str,
-                     wanted: frozenset | None, by_name: bool = False) -> Task | None:
-        key = (agent_name, wanted, by_name)
-        walk = self._walks.pop(key, None)
-        if walk is None or walk[0] != index.version:
-            walk = (index.version, index.candidates(agent_name, wanted, self.clock(), by_name))
-        for entry in walk[1]:
-            if entry.depends_on and not self._dependencies_ready(entry.task_id, entry.depends_on):
-                continue
-            task = self.claim(agent_name, entry.task_id)
-            index.discard(entry.name)
-            if task is None:
-                continue
-            if not routable(task.assigned_before_claim, frozenset(task.tags), agent_name, wanted,
-                            by_name):
-                self.store.unclaim(self._held_path(task), task.id)  # changed since indexed
-                continue
-            if walk[0] == index.version:
-                self._walks[key] = walk
-            return task
-        return None
-
-    def _note_inbox(self, task_id: str) -> None:
-        """Tell our inbox index about a task we just put in inbox/.
-
-        claim_next no longer rescans the folder on every call, so without this a
-        task this process submits or requeues would wait for the next rescan.
-
-        The index is not thread-safe, and the daemon finishes tasks in runner
-        threads while its main thread walks the index: a thread other than the
-        index's owner only queues the name, which the owner observes at its next
-        inbox_index() call.
-        """
-        if self._inbox is None:
-            return
-        if threading.get_ident() == self._inbox_owner:
-            self._inbox.observe(f"{task_id}.json")
-        else:
-            self._inbox_pending.append(f"{task_id}.json")  # deque.append is thread-safe
+        wanted = _tag_set("tags", tags)
+        exclude = _tag_set("exclude_tags", exclude_tags)
+        return self.dispatcher.next(agent_name, wanted, by_name, exclude, refresh,
+                                    lambda tid: self._claim(agent_name, tid),
+                                    lambda task: self.store.unclaim(self._held(task)[1], task.id))
 
     def inbox_index(self) -> FolderIndex:
-        if self._inbox is None:
-            self._inbox = FolderIndex(self.store, "inbox", self.corrupt_grace, self.clock)
-            self._inbox_owner = threading.get_ident()
-        if threading.get_ident() == self._inbox_owner:
-            while self._inbox_pending:
-                self._inbox.observe(self._inbox_pending.popleft())
-        return self._inbox
+        return self.dispatcher.index()
 
-    def _dependencies_ready(self, task_id: str, deps: tuple) -> bool:
-        failed = [d for d in deps if os.path.exists(self.workspace / "failed" / f"{d}.json")]
-        if failed:
-            self._block_for_failed_dependency(task_id, failed[0])
-            return False
-        return all(os.path.exists(self.workspace / "done" / f"{d}.json") for d in deps)
-
-    def _block_for_failed_dependency(self, task_id: str, dep: str) -> None:
-        src = self.workspace / "inbox" / f"{task_id}.json"
-        try:
-            task = self.store.load(src)
-        except (FileNotFoundError, BadFile):
-            return
-        task.log("blocked", reason=f"dependency {dep} failed")
-        with contextlib.suppress(TaskNotFound):
-            self.store.move(src, "blocked", task, held=False)
+    def sweep_inbox(self) -> list[str]:
+        """Quarantine inbox entries that stayed unreadable past the grace period."""
+        return self.dispatcher.sweep()
 
     def _holder(self, agent: str) -> Holder:
         pid = os.getpid()
@@ -230,12 +181,17 @@ class DropSite:
 
     # -- finishing a held task -------------------------------------------------
     def complete(self, task: Task, result: Any = None) -> None:
-        """active/ -> done/ with `result` (a non-object result is wrapped as {"value": ...})."""
+        """active/ -> done/ with `result` (a non-object result is wrapped as {"value": ...}).
+
+        InvalidTask (and the task unchanged, still held) when the result cannot be
+        stored: NaN or Infinity, a lone surrogate, over the size limit."""
+        _need_task("complete", task)
         if result is not None and not isinstance(result, dict):
             result = {"value": result}
-        task.result = result
-        task.log("done")
-        self._leave_active(task, "done")
+        with _rollback(task):
+            task.result = result
+            task.log("done")
+            self._leave_active(task, "done")
 
     def fail(self, task: Task, error: str, *, tempfail: bool = False,
              details: dict | None = None) -> str:
@@ -245,37 +201,48 @@ class DropSite:
         `details` (exit status, stderr tail) go into the history entry.
         Returns the folder the task went to.
         """
+        _need_task("fail", task)
+        error = _need_text("fail", "error", error)
         extra = dict(details or {})
-        self._restore_assignment(task)
-        if tempfail:
-            waits = sum(1 for e in task.history if e.get("tempfail"))
-            task.log("inbox", tempfail=True, error=error, **extra,
-                     not_before=self._later(retry_delay(waits + 1, self.rand(), self.retry_base, self.retry_cap)))
-            return self._leave_active(task, "inbox")
-        task.retry_count += 1
-        if task.retry_count <= task.max_retries:
-            delay = retry_delay(task.retry_count, self.rand(), self.retry_base, self.retry_cap)
-            task.log("retry", error=error, attempt=task.retry_count,
-                     not_before=self._later(delay), **extra)
-            return self._leave_active(task, "inbox")
-        task.log("failed", error=error, **extra)
-        return self._leave_active(task, "failed")
+        with _rollback(task):
+            self._restore_assignment(task)
+            if tempfail:
+                waits = sum(1 for e in task.history if e.get("tempfail"))
+                delay = retry_delay(waits + 1, self.rand(), self.retry_base, self.retry_cap)
+                task.log("inbox", tempfail=True, error=error, **extra, not_before=self._later(delay))
+                return self._leave_active(task, "inbox")
+            task.retry_count += 1
+            if task.retry_count <= task.max_retries:
+                delay = retry_delay(task.retry_count, self.rand(), self.retry_base, self.retry_cap)
+                task.log("retry", error=error, attempt=task.retry_count,
+                         not_before=self._later(delay), **extra)
+                return self._leave_active(task, "inbox")
+            task.log("failed", error=error, **extra)
+            return self._leave_active(task, "failed")
 
-    def release(self, task: Task, reason: str = "released") -> None:
+    def release(self, task: Task, reason: str = "released", **extra: Any) -> None:
         """Give a held task back to inbox/ at once without using an attempt (a clean stop)."""
-        self._restore_assignment(task)
-        task.log("inbox", released=True, reason=reason)
-        self._leave_active(task, "inbox")
+        _need_task("release", task)
+        reason = _need_text("release", "reason", reason)
+        with _rollback(task):
+            self._restore_assignment(task)
+            task.log("inbox", released=True, reason=reason, **extra)
+            self._leave_active(task, "inbox")
 
     def request_feedback(self, task: Task, question: Any) -> None:
         """active/ -> feedback/ with the question in context["_feedback_request"]."""
-        task.context["_feedback_request"] = question
-        task.log("feedback")
-        self._leave_active(task, "feedback")
+        _need_task("request_feedback", task)
+        with _rollback(task):
+            task.context["_feedback_request"] = question
+            task.log("feedback")
+            self._leave_active(task, "feedback")
 
     def block(self, task: Task, reason: str) -> None:
-        task.log("blocked", reason=reason)
-        self._leave_active(task, "blocked")
+        _need_task("block", task)
+        reason = _need_text("block", "reason", reason)
+        with _rollback(task):
+            task.log("blocked", reason=reason)
+            self._leave_active(task, "blocked")
 
     def _later(self, delay: float) -> str:
         return utcnow_iso(self.clock() + delay)
@@ -285,18 +252,19 @@ class DropSite:
         if task.holder is not None:
             task.assigned_to = task.assigned_before_claim
 
-    def _held_path(self, task: Task) -> Path | str:
+    def _held(self, task: Task) -> tuple[str, str]:
+        """(folder, name) of the file a held task is in: the one place its name is built."""
         if task.holder is not None:
-            return f"{self.store._dirs['active']}/{task.holder.file_name(task.id)}"
+            return "active", task.holder.file_name(task.id)
         found = self.store.locate(task.id, ("active",))
-        return found.path if found else self.workspace / "active" / f"{task.id}.json"
+        return "active", found.name if found else f"{task.id}.json"
 
     def _leave_active(self, task: Task, dest: str) -> str:
         check_task_id(task.id)  # a hand-made Task(id="../x") must not name a path
         try:
-            self.store.move(self._held_path(task), dest, task, held=True)
+            self.store.move(self._held(task), dest, task, held=True)
             if dest == "inbox":
-                self._note_inbox(task.id)
+                self.dispatcher.note(task.id)
         except ClaimLost:
             self.store.log_late_result({
                 "task_id": task.id, "at": utcnow_iso(), "outcome": dest,
@@ -310,31 +278,32 @@ class DropSite:
     # -- moving tasks at rest ---------------------------------------------------
     def respond_feedback(self, task_id: str, response: Any) -> None:
         """feedback/ -> inbox/ with the answer in context["_feedback_response"]."""
-        task, path = self._load_from("feedback", task_id)
+        task, where = self._load_from("feedback", task_id)
         task.context["_feedback_response"] = response
         task.log("inbox", feedback_received=True)
-        self.store.move(path, "inbox", task, held=False)
-        self._note_inbox(task_id)
+        self._move_at_rest(where, task)
 
     def unblock(self, task_id: str, note: str | None = None) -> None:
-        task, path = self._load_from("blocked", task_id)
-        task.log("inbox", unblocked=True, **({"note": note} if note else {}))
-        self.store.move(path, "inbox", task, held=False)
-        self._note_inbox(task_id)
+        task, where = self._load_from("blocked", task_id)
+        task.log("inbox", unblocked=True, **({"note": str(note)} if note else {}))
+        self._move_at_rest(where, task)
 
     def retry(self, task_id: str) -> None:
         """failed/ -> inbox/ with the attempt count reset, for a human who fixed the cause."""
-        task, path = self._load_from("failed", task_id)
+        task, where = self._load_from("failed", task_id)
         task.retry_count = 0
         task.log("inbox", retried=True)
-        self.store.move(path, "inbox", task, held=False)
-        self._note_inbox(task_id)
+        self._move_at_rest(where, task)
 
-    def _load_from(self, folder: str, task_id: str) -> tuple[Task, Path]:
+    def _move_at_rest(self, where: tuple[str, str], task: Task) -> None:
+        self.store.move(where, "inbox", task, held=False)
+        self.dispatcher.note(task.id)
+
+    def _load_from(self, folder: str, task_id: str) -> tuple[Task, tuple[str, str]]:
         check_task_id(task_id)
-        path = self.workspace / folder / f"{task_id}.json"
+        name = f"{task_id}.json"
         try:
-            return self.store.load(path), path
+            return self.store.load_entry(folder, name), (folder, name)
         except FileNotFoundError:
             where = self.store.locate(task_id)
             hint = f" (it is in {where.folder}/)" if where else ""
@@ -346,17 +315,18 @@ class DropSite:
         """Tasks in a folder, 0.1.0's filters and order; unreadable files are skipped."""
         if folder not in TASK_FOLDERS:
             raise DropSiteError(f"unknown folder {folder!r} (one of: {', '.join(TASK_FOLDERS)})")
+        wanted = _tag_set("tags", tags)
         tasks = []
         for entry in self.store.entries(folder):
             if not entry.name.endswith(".json") or entry.name.startswith("."):
                 continue
             try:
-                task = self.store.load(Path(entry.path))
+                task = self.store.load_entry(folder, entry.name)
             except (FileNotFoundError, BadFile, InvalidTask):
                 continue
             if agent and task.assigned_to and task.assigned_to != agent:
                 continue
-            if tags and not any(t in task.tags for t in tags):
+            if wanted and not any(t in wanted for t in task.tags):
                 continue
             tasks.append(task)
         # 0.1.0 sorts the file names first, so ties fall back to the id.
@@ -368,7 +338,7 @@ class DropSite:
         if found is None:
             return None
         try:
-            return self.store.load(found.path)
+            return self.store.load_entry(found.folder, found.name)
         except (FileNotFoundError, BadFile):
             return None
 
@@ -386,43 +356,19 @@ class DropSite:
 
     # -- agents -----------------------------------------------------------------
     def register_agent(self, name: str, role: str = "worker", **meta: Any) -> None:
-        now = utcnow_iso()
-        self.write_agent_record(name, {"name": name, "role": role, "registered_at": now,
-                                       "last_seen": now, **meta})
+        self.agents.register(name, role, **meta)
 
     def heartbeat(self, name: str, **fields: Any) -> None:
-        record = self.read_agent_record(name)
-        if record is None:
-            return
-        record.update(fields, last_seen=utcnow_iso())
-        self.write_agent_record(name, record)
+        self.agents.heartbeat(name, **fields)
 
     def read_agent_record(self, name: str) -> dict | None:
-        path = self.workspace / "agents" / f"{check_agent_name(name)}.json"
-        try:
-            record = json.loads(read_bytes(path, 1 << 20))
-        except (FileNotFoundError, ValueError, DropSiteError):
-            return None
-        return record if isinstance(record, dict) else None
+        return self.agents.read(name)
 
     def write_agent_record(self, name: str, record: dict) -> None:
-        folder = self.workspace / "agents"
-        final = folder / f"{check_agent_name(name)}.json"
-        tmp = folder / f".{name}.{os.getpid()}.tmp"
-        write_file(tmp, json.dumps(record, indent=2, default=str).encode(), durable=False)
-        os.replace(tmp, final)
+        self.agents.write(name, record)
 
     def list_agents(self) -> list[dict]:
-        records = []
-        for entry in self.store.entries("agents"):
-            if entry.name.endswith(".json") and not entry.name.startswith("."):
-                try:  # read_bytes never opens a FIFO or follows a link
-                    record = json.loads(read_bytes(Path(entry.path), 1 << 20))
-                except (OSError, ValueError, DropSiteError):
-                    continue
-                if isinstance(record, dict):
-                    records.append(record)
-        return sorted(records, key=lambda r: str(r.get("name", "")))
+        return self.agents.list()
 
     # -- reaping ----------------------------------------------------------------
     def reap_stale(self, timeout_seconds: float = 300) -> list[str]:
@@ -433,6 +379,8 @@ class DropSite:
         0.1.0's age-only reaper handed a long task out twice (defect 4). The
         explicit override is `reap(stale, include_live=True)` (`dropsited reap --stale`).
         """
+        if isinstance(timeout_seconds, bool) or not isinstance(timeout_seconds, (int, float)):
+            raise InvalidArgument(f"timeout_seconds must be a number, got {timeout_seconds!r}")
         return [task_id for task_id, _ in self.reap(stale=timeout_seconds)]
 
     def reap(self, stale: float | None = None, include_live: bool = False) -> list[tuple[str, str]]:
@@ -441,95 +389,25 @@ class DropSite:
         Returns (task id, reason) pairs. `include_live` also takes tasks from
         live holders older than `stale`: a human's explicit override.
         """
-        reaped = []
-        now = self.clock()
-        for entry in list(self.store.entries("active")):
-            parsed = parse_active_name(entry.name)
-            if parsed is None:
-                continue
-            reason = self._reap_reason(Path(entry.path), parsed[1], stale, include_live, now)
-            if reason and self._reap_one(Path(entry.path), reason):
-                reaped.append((parsed[0], reason))
-        return reaped
+        return self.reaper.reap(stale, include_live)
 
-    def _reap_reason(self, path: Path, holder: Holder | None, stale: float | None,
-                     include_live: bool, now: float) -> str | None:
-        alive = holder.is_alive() if holder else None
-        if alive is False:
-            return "holder_dead"
-        if stale is None or (alive and not include_live):
-            return None
-        claimed = holder.claimed_at if holder else self._claimed_at(path)
-        if claimed is not None and now - claimed > stale:
-            return "stale_timeout"
-        return None
-
-    def _claimed_at(self, path: Path) -> float | None:
-        """When a 0.1.0-style claim (`active/<id>.json`) was made.
-
-        0.1.0 renames first and records the claim afterwards, so a crash in
-        between leaves a task whose last history entry is not `active`
-        (defect 3). Its claim time is then the rename itself, which set the
-        file's ctime; without this fallback such a task was never reaped.
-        """
-        try:
-            task = self.store.load(path)
-            changed = os.lstat(path).st_ctime
-        except (FileNotFoundError, BadFile):
-            return None
-        if task.history and task.history[-1].get("status") == "active":
-            return parse_iso(task.history[-1].get("at", "")) or changed
-        return changed
-
-    def _reap_one(self, path: Path, reason: str) -> bool:
-        try:
-            task = self.store.load(path)
-        except FileNotFoundError:
-            return False
-        except BadFile as exc:
-            self.store.quarantine(path, exc.reason)
-            return False
-        holder = task.holder
-        detail = {"reaped": True, "reason": reason}
-        if holder is not None:
-            detail["holder"] = f"{holder.agent} pid {holder.pid} on {holder.host}"
-        self._restore_assignment(task)
-        task.retry_count += 1
-        if task.retry_count > task.max_retries:
-            task.log("failed", error=f"reaped after {task.retry_count - 1} retries: {reason}", **detail)
-            dest = "failed"
-        else:
-            task.log("inbox", attempt=task.retry_count, **detail)
-            dest = "inbox"
-        try:
-            self.store.move(path, dest, task, held=False)
-        except TaskNotFound:
-            return False
-        if dest == "inbox":
-            self._note_inbox(task.id)
-        return True
+    def release_held_by(self, pid: int, reason: str, keep: Container[str] = (),
+                        host: str | None = None) -> Iterator[tuple[str, Exception | None]]:
+        """Give back, unused, every task that process `pid` (of this host) holds, except
+        `keep`: (task id, the error if it could not be released) for each."""
+        for task_id, task in self.reaper.held_by(pid, host, keep):
+            try:
+                self.release(task, reason)
+            except (DropSiteError, OSError) as exc:
+                yield task_id, exc
+            else:
+                yield task_id, None
 
     def recover(self) -> list[str]:
         """Finish moves that dead writers left half done, then requeue dead holders' tasks."""
         actions = self.store.recover_temp_files()
         actions += [f"reaped {tid} ({why})" for tid, why in self.reap()]
         return actions
-
-    def sweep_inbox(self) -> list[str]:
-        """Quarantine inbox entries that stayed unreadable past the grace period."""
-        return self._quarantine_expired(self.inbox_index().refresh())
-
-    def _quarantine_expired(self, bad: list) -> list[str]:
-        moved = []
-        for item in bad:
-            if parse_temp_name(item.name):
-                continue
-            path = self.workspace / "inbox" / item.name
-            if self.store.quarantine(path, item.reason) is not None:
-                moved.append(f"inbox/{item.name}: {item.reason}")
-            if self._inbox is not None:
-                self._inbox.bad.pop(item.name, None)
-        return moved
 
     # -- 0.1.0 aliases ----------------------------------------------------------
     drop_task = submit
@@ -551,3 +429,44 @@ class DropSite:
         importable, polling otherwise: see waiting.py."""
         from .waiting import wait_for  # loaded on first use: plain DropSite use never needs it
         return wait_for(self, [task_id], timeout, until)[task_id][1]
+
+
+def _need_task(call: str, task: Any) -> None:
+    if not isinstance(task, Task):
+        raise InvalidArgument(f"{call}() needs a Task, got {type(task).__name__} "
+                              "(did a claim return None?)")
+
+
+def _need_text(call: str, what: str, value: Any) -> str:
+    if value is None:
+        raise InvalidArgument(f"{call}(): {what} must be a string, got None")
+    return value if isinstance(value, str) else str(value)
+
+
+def _tag_set(what: str, tags: Any) -> frozenset | None:
+    if tags is None:
+        return None
+    if isinstance(tags, str) or not all(isinstance(t, str) for t in tags):
+        raise InvalidArgument(f"{what} must be a list of strings, got {tags!r:.80}")
+    return frozenset(tags) or None
+
+
+class _rollback(contextlib.AbstractContextManager):
+    """Undo the in-memory changes of a move that failed (InvalidTask: a result with NaN,
+    too big...; StorageError: disk full, folder gone), so the caller still holds the
+    task as it was and may record another outcome, such as a failed attempt."""
+
+    def __init__(self, task: Task) -> None:
+        self.task = task
+        self.saved = (len(task.history), task.status, task.updated_at, task.result,
+                      task.retry_count, task.assigned_to, dict(task.context))
+
+    def __exit__(self, kind: type | None, exc: BaseException | None, tb: Any) -> None:
+        if kind is not None and issubclass(kind, DropSiteError) and not issubclass(kind, ClaimLost):
+            task = self.task
+            length, task.status, task.updated_at, task.result, task.retry_count, \
+                task.assigned_to, context = self.saved
+            del task.history[length:]
+            task.context.clear()
+            task.context.update(context)
+        return None

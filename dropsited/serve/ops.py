@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..protocol import DropSite, DropSiteError, Task, TaskBuilder, TaskNotFound
-from ..protocol.holder import parse_active_name, this_host
+from ..protocol.holder import this_host
 from ..protocol.names import check_agent_name, check_task_id
 from ..protocol.store import TASK_FOLDERS, BadFile
 from . import people
@@ -225,29 +225,23 @@ class Workspace:
             task = people.answer_feedback(self.ds, task_id, answer, people.check_person(by))
         return task_view(task, "inbox")
 
-    def mine(self) -> list[str]:
-        """Ids of the tasks this process holds now (read from active/'s file names)."""
-        held = []
-        for entry in self.ds.store.entries("active"):
-            parsed = parse_active_name(entry.name)
-            if parsed and parsed[1] is not None and self._mine(parsed[1]):
-                held.append(parsed[0])
-        return held
-
     def release_mine(self, task_ids: list[str] | None = None,
                      reason: str = "MCP client went away") -> list[str]:
-        """Give back to inbox/ the tasks we hold (all of them, or those of `task_ids`)."""
-        released = []
+        """Give back to inbox/ the tasks this process holds (all, or those of `task_ids`)."""
+        keep = () if task_ids is None else _AllBut(task_ids)
         with self.lock:
-            for task_id in self.mine():
-                if task_ids is not None and task_id not in task_ids:
-                    continue
-                try:
-                    self.ds.release(self.held(task_id), reason)
-                except DropSiteError:
-                    continue  # finished or reaped meanwhile
-                released.append(task_id)
-        return released
+            return [task_id for task_id, error in
+                    self.ds.release_held_by(self.pid, reason, keep, self.host) if error is None]
+
+
+class _AllBut:
+    """The `keep` of DropSite.release_held_by that keeps every id except some."""
+
+    def __init__(self, released: list[str]) -> None:
+        self.released = frozenset(released)
+
+    def __contains__(self, task_id: object) -> bool:
+        return task_id not in self.released
 
 
 def _typed(value: Any, kind: type | tuple, field: str) -> Any:

@@ -46,11 +46,11 @@ def test_draft_revise_approve_and_reject(tmp_path: Path, daemon, wait_until, dro
     assert ds.get_task(ada).context["_feedback_response"] == "revise: shorter, please"
 
     dropsited("feedback", ws, ada, "approve")
-    wait_until(lambda: ds.locate(ada).folder == "done", "Ada's email to be sent", daemon=running)
+    wait_until(lambda: _folder(ds, ada) == "done", "Ada's email to be sent", daemon=running)
 
     wait_until(lambda: _waiting_question(ds, bob, 1), "Bob's draft", daemon=running)
     dropsited("feedback", ws, bob, "reject")
-    wait_until(lambda: ds.locate(bob).folder == "done", "Bob's task to finish", daemon=running)
+    wait_until(lambda: _folder(ds, bob) == "done", "Bob's task to finish", daemon=running)
     assert running.stop() == 0
 
     assert ds.get_task(ada).result == {"status": "sent", "file": str(out / "Ada.txt"),
@@ -60,3 +60,9 @@ def test_draft_revise_approve_and_reject(tmp_path: Path, daemon, wait_until, dro
     assert not (out / "Bob.txt").exists()
     statuses = [e["status"] for e in ds.get_task(ada).history]
     assert statuses.count("feedback") == 2 and statuses[-1] == "done"
+
+
+def _folder(ds, task_id: str) -> str | None:
+    """The task's folder; None for the instant a move is in flight (only a temp file)."""
+    found = ds.locate(task_id)
+    return found.folder if found else None

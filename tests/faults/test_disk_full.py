@@ -95,7 +95,9 @@ def test_daemon_survives_a_full_disk_and_resumes(small_disk, run_daemon, tmp_pat
     d = run_daemon([agent("echo", py("import sys; sys.stdin.read(); print('{\"ok\": 1}')"),
                           concurrency=2)], start=False)
     small_disk(d.ws)
-    DropSite(d.ws)  # the folders, on the new file system
+    # The folders, on the new file system; the harness's DropSite holds descriptors of
+    # the folders under the mount, so it is opened again.
+    d.ds = DropSite(d.ws, durable=False)
     d.start()
     first = [d.drop(f"before {i}") for i in range(3)]
     for task_id in first:
