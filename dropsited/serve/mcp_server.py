@@ -166,7 +166,7 @@ def _holding_tools(app: MCPServer, ws: Workspace) -> None:
         task = await anyio.to_thread.run_sync(ws.claim_next, agent, tags)
         if task is None:
             return {"claimed": False, "message": "no task is waiting for this agent now"}
-        _release_on_disconnect(ctx, ws, task.id)
+        _release_on_disconnect(ctx, ws, task)
         return {"claimed": True, **task_view(task, "active")}
 
     @app.tool(description=(
@@ -248,27 +248,40 @@ async def _wait(ws: Workspace, ctx: Context, task_id: str, timeout: float,
         stop.set()  # ends the thread within 0.25 s if this call was cancelled
 
 
-def _release_on_disconnect(ctx: Context, ws: Workspace, task_id: str) -> None:
+def _release_on_disconnect(ctx: Context, ws: Workspace, task: Any) -> None:
     """When this client's connection closes, give back what it claimed and still holds.
 
     The SDK unwinds a per-connection exit stack when a stdio stream or an HTTP session
     ends; MCPServer's Context does not expose the connection, so it is reached through
     the session (mcp 2.x). Where that fails, or for 2026-era stateless requests (one
     connection per request), claims are released when the server stops instead.
+    Each claim is remembered with its time: a task this client gave back and another
+    client of this server claimed since is the other client's, not released here.
     """
     connection = getattr(ctx.request_context.session, "_connection", None)
     if connection is None or connection.session_id is None and _per_request(connection):
         return
     claims = connection.state.get("dropsited_claims")
     if claims is None:
-        claims = connection.state["dropsited_claims"] = set()
+        claims = connection.state["dropsited_claims"] = {}
+        connection.exit_stack.push_async_callback(_release_claims, ws, claims)
+    claims[task.id] = task.holder.claimed_ms
 
-        async def release() -> None:
-            released = await anyio.to_thread.run_sync(ws.release_mine, sorted(claims))
-            if released:
-                log.info("client went away: released %s", ", ".join(released))
-        connection.exit_stack.push_async_callback(release)
-    claims.add(task_id)
+
+async def _release_claims(ws: Workspace, claims: dict[str, int]) -> None:
+    def still_ours() -> list[str]:
+        ids = []
+        for task_id, claimed_ms in claims.items():
+            found = ws.ds.locate(task_id)
+            if found is not None and found.holder is not None and \
+                    found.holder.claimed_ms == claimed_ms:
+                ids.append(task_id)
+        return ids
+
+    ids = await anyio.to_thread.run_sync(still_ours)
+    released = await anyio.to_thread.run_sync(ws.release_mine, ids) if ids else []
+    if released:
+        log.info("client went away: released %s", ", ".join(released))
 
 
 def _per_request(connection: Any) -> bool:

@@ -3,6 +3,7 @@ against the real server process (and a real daemon where work has to be done).""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -219,6 +220,65 @@ def test_streamable_http_needs_the_token_and_releases_per_session(tmp_path: Path
         if proc.poll() is None:
             proc.kill()
         proc.wait(timeout=10)
+
+
+def test_a_client_leaving_does_not_release_what_another_client_holds(tmp_path: Path) -> None:
+    """Both clients' claims have the server's pid: each connection gives back only the
+    claims it made itself, and only while they are still those claims."""
+    ws = tmp_path / "ws"
+    ds = DropSite(ws, durable=False)
+    task_id = ds.submit(_task("shared"))
+    own = ds.submit(_task("the first client's own"))
+    proc = subprocess.Popen([DROPSITED, "mcp", str(ws), "--http", "127.0.0.1:0"],
+                            stdout=subprocess.PIPE, text=True)
+    url, token = proc.stdout.readline().split()[-1], proc.stdout.readline().split()[-1]
+
+    @contextlib.asynccontextmanager
+    async def connect():
+        async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"},
+                                      timeout=60) as http, \
+                streamable_http_client(url, http_client=http) as (read, write), \
+                ClientSession(read, write) as session:
+            await session.initialize()
+            yield session
+
+    a_released, b_claimed, a_gone, checked = (anyio.Event() for _ in range(4))
+
+    async def first_client() -> None:
+        async with connect() as first:
+            assert (await call(first, "claim_next_task", agent="a"))["task"]["id"] == task_id
+            await call(first, "release_task", task_id=task_id)
+            a_released.set()
+            await b_claimed.wait()
+            assert (await call(first, "claim_next_task", agent="a"))["task"]["id"] == own
+        a_gone.set()
+
+    async def second_client() -> None:
+        await a_released.wait()
+        async with connect() as second:
+            assert (await call(second, "claim_next_task", agent="b"))["task"]["id"] == task_id
+            b_claimed.set()
+            await checked.wait()
+
+    async def scenario() -> None:
+        async with anyio.create_task_group() as group:
+            group.start_soon(first_client)
+            group.start_soon(second_client)
+            await a_gone.wait()
+            # The first session has ended: its own claim goes back, the shared one stays b's.
+            await anyio.to_thread.run_sync(lambda: wait_until(
+                lambda: ds.locate(own).folder == "inbox", 10, "a's own claim back"))
+            assert ds.locate(task_id).folder == "active"
+            assert ds.locate(task_id).holder.agent == "b"
+            checked.set()
+
+    try:
+        anyio.run(scenario)
+        wait_until(lambda: ds.locate(task_id).folder == "inbox", 10, "b's claim back")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=15)
+        proc.stdout.close()
 
 
 def _task(title: str):
