@@ -8,7 +8,15 @@ import click
 
 from ..protocol import DropSite
 from ..protocol.names import check_agent_name
-from .common import emit_json, handle_errors, json_option, open_workspace, table, workspace_command
+from .common import (
+    emit_json,
+    handle_errors,
+    json_option,
+    open_workspace,
+    table,
+    visible,
+    workspace_command,
+)
 
 
 def register(group: click.Group) -> None:
@@ -91,7 +99,7 @@ def _reap(group: click.Group) -> None:
             emit_json({"reaped": [{"id": i, "reason": r} for i, r in reaped], "recovered": actions})
             return
         for line in actions:
-            click.echo(line)
+            click.echo(visible(line))
         for task_id, reason in reaped:
             click.echo(f"reaped {task_id} ({reason})")
         if not reaped and not actions:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
@@ -22,9 +23,37 @@ EXIT_USAGE = 2
 EXIT_FAILURE = 1
 
 
+# Characters a terminal acts on: C0 and C1 controls, DEL, and the Unicode line
+# separators and bidirectional overrides that reorder or split what is shown.
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029"
+                       "\u202a-\u202e\u2066-\u2069]")
+_CONTROLS_BUT_LINES = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f"
+                                 "\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e"
+                          "\u2066-\u2069]")
+
+
+def _shown(char: str) -> str:
+    code = ord(char)
+    return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(char) or (
+        f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def visible(text: object) -> str:
+    """Untrusted text for one line of a terminal: every control character (ESC, CR, a
+    newline, bidi overrides) shown as an escape, so task text cannot move the cursor,
+    recolour the screen or forge a row."""
+    return _CONTROLS.sub(lambda m: _shown(m.group()), str(text))
+
+
+def visible_block(text: object) -> str:
+    """Untrusted text of several lines: newlines (and tabs) kept, other controls escaped."""
+    return _CONTROLS_BUT_LINES.sub(lambda m: _shown(m.group()), str(text))
+
+
 def fail(message: str, code: int = EXIT_USAGE) -> None:
     """Print one line to stderr and exit: the only way a verb reports an error."""
-    click.echo(f"error: {message}", err=True)
+    click.echo(f"error: {visible(message)}", err=True)
     sys.exit(code)
 
 
@@ -135,11 +164,14 @@ def json_option(func: Callable) -> Callable:
 
 
 def emit_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, default=str, ensure_ascii=False))
+    """JSON as is, except that C1 controls and bidi overrides (which json leaves raw with
+    ensure_ascii=False) are written as \\u escapes: still the same JSON, safe on a terminal."""
+    text = json.dumps(value, indent=2, default=str, ensure_ascii=False)
+    click.echo(_JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
 
 
 def table(rows: Iterable[Sequence[Any]], headers: Sequence[str]) -> str:
-    rows = [[str(c) for c in row] for row in rows]
+    rows = [[visible(c) for c in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in rows:
         widths = [max(w, len(c)) for w, c in zip(widths, row, strict=False)]
@@ -156,7 +188,7 @@ def short_time(iso: str | None) -> str:
 
 
 def clip(text: str, width: int = 40) -> str:
-    text = " ".join(str(text).split())
+    text = visible(" ".join(str(text).split()))
     return text if len(text) <= width else text[: width - 1] + "…"
 
 

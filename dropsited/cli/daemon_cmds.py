@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from ..protocol import DropSite, DropSiteError
-from .common import emit_json, fail, handle_errors, table
+from .common import emit_json, fail, handle_errors, table, visible
 
 DEFAULT_MANIFEST = "agents.yaml"
 EXIT_NOT_RUNNING = 3  # as `systemctl status` and LSB init scripts
@@ -133,8 +133,8 @@ def status(workspace: Path | None, config: Path | None, workspace_opt: Path | No
 
 def _print_status(ws: Path, running: bool, record: dict, agents: list, queues: dict) -> None:
     if running:
-        click.echo(f"dropsited pid {record.get('pid')} on {ws}: {record.get('state', '?')}"
-                   f" (since {record.get('started_at', '?')})")
+        click.echo(visible(f"dropsited pid {record.get('pid')} on {ws}: {record.get('state', '?')}"
+                           f" (since {record.get('started_at', '?')})"))
     else:
         click.echo(f"no dropsited is running on {ws}")
     if running and agents:
@@ -145,7 +145,7 @@ def _print_status(ws: Path, running: bool, record: dict, agents: list, queues: d
                  (a.get("last_error") or "-")[:50]] for a in agents)
         click.echo(table(rows, ("agent", "mode", "state", "pids", "restarts", "done",
                                 "failed", "running", "last error")))
-    click.echo("queues: " + "  ".join(f"{k} {v}" for k, v in queues.items()))
+    click.echo("queues: " + visible("  ".join(f"{k} {v}" for k, v in queues.items())))
 
 
 @click.command()

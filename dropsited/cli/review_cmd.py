@@ -18,7 +18,7 @@ import click
 from ..protocol import DropSite, DropSiteError, Task
 from ..protocol.names import check_agent_name
 from . import review_render as render
-from .common import open_workspace, workspace_command
+from .common import open_workspace, visible, workspace_command
 
 EXIT_INTERRUPTED = 130
 
@@ -142,7 +142,7 @@ class Review:
 
     @staticmethod
     def _note(line: str) -> None:
-        click.echo(f"  → {line}\n")
+        click.echo(f"  → {visible(line)}\n")
 
     def summary(self) -> str:
         return f"Reviewed: {self.answered} answered, {self.skipped} skipped."

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..protocol.task import Task
-from .common import short_time
+from .common import short_time, visible, visible_block
 
 SCISSORS = "# ------------------------ >8 ------------------------"
 EDITOR_HELP = "# Write your answer above the line. Everything below it is ignored."
@@ -52,12 +52,13 @@ def rule(label: str) -> str:
 
 
 def _indent(text: str, pad: str = "  ") -> list[str]:
-    return [f"{pad}{line}".rstrip() for line in text.splitlines()] or [pad.rstrip()]
+    """Untrusted text of several lines, indented, its control characters made visible."""
+    return [f"{pad}{line}".rstrip() for line in visible_block(text).splitlines()] or [pad.rstrip()]
 
 
 def _header(task: Task, label: str) -> list[str]:
-    return [rule(label), f"{task.title}  [{task.id}]",
-            f"from {task.created_by} · updated {short_time(task.updated_at)}"]
+    return [rule(label), f"{visible(task.title)}  [{task.id}]",
+            f"from {visible(task.created_by)} · updated {visible(short_time(task.updated_at))}"]
 
 
 def render_feedback(task: Task, label: str) -> str:
@@ -88,7 +89,7 @@ def task_options(task: Task) -> list[str]:
 
 
 def render_blocked(task: Task, label: str) -> str:
-    return "\n".join(_header(task, label) + ["", f"Blocked: {block_reason(task)}"])
+    return "\n".join(_header(task, label) + ["", f"Blocked: {visible(block_reason(task))}"])
 
 
 def block_reason(task: Task) -> str:
@@ -101,7 +102,7 @@ def block_reason(task: Task) -> str:
 def _options_block(options: list[str]) -> list[str]:
     if not options:
         return []
-    return ["", "Options:", *(f"  {n}) {o}" for n, o in enumerate(options, 1))]
+    return ["", "Options:", *(f"  {n}) {visible(o)}" for n, o in enumerate(options, 1))]
 
 
 def answer_prompt(options: list[str]) -> str:

@@ -12,6 +12,7 @@ import click
 
 from ..service.install import ServiceError, build_spec, install, resolve_target, uninstall
 from ..service.render import render
+from .common import visible
 
 _EXIT_USAGE = 2
 
@@ -109,8 +110,8 @@ def install_cmd(
             click.echo(render(target.platform, spec, user=target.user), nl=False)
             return
         install(target, spec)
-    except ServiceError as exc:
-        _fail(str(exc))
+    except (ServiceError, ValueError) as exc:  # ValueError: a control character in a value
+        _fail(visible(str(exc)))
     click.echo(f"wrote {target.path}")
     _print_commands("Enable and start it with:", target.enable_commands())
 

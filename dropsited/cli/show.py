@@ -7,22 +7,24 @@ import json
 from ..protocol import DropSite
 from ..protocol.store import TASK_FOLDERS
 from ..protocol.task import Task
-from .common import clip, short_time
+from .common import clip, short_time, visible
 
 _SKIP = {"status", "at"}
 
 
 def render_task(ds: DropSite, task: Task, folder: str) -> str:
+    v = visible
     lines = [
-        f"{task.id}  {task.title}",
-        f"  folder    {folder}/   status {task.status}   priority {task.priority}"
+        f"{task.id}  {v(task.title)}",
+        f"  folder    {folder}/   status {v(task.status)}   priority {task.priority}"
         f"   attempts {task.retry_count}/{task.max_retries}",
-        f"  from      {task.created_by}   assigned {task.assigned_to or '-'}"
-        f"   tags {','.join(task.tags) or '-'}",
+        f"  from      {v(task.created_by)}   assigned {v(task.assigned_to or '-')}"
+        f"   tags {v(','.join(task.tags)) or '-'}",
     ]
     if task.holder is not None:
         h = task.holder
-        lines.append(f"  held by   {h.agent} (pid {h.pid} on {h.host}) since {short_time_ms(h.claimed_ms)}")
+        lines.append(f"  held by   {v(h.agent)} (pid {h.pid} on {v(h.host)}) since "
+                     f"{short_time_ms(h.claimed_ms)}")
     if task.description:
         lines.append(f"  about     {clip(task.description, 100)}")
     context = {k: v for k, v in task.context.items()}
@@ -33,8 +35,9 @@ def render_task(ds: DropSite, task: Task, folder: str) -> str:
     lines += render_chain(ds, task)
     lines.append("history")
     for entry in task.history:
-        details = " ".join(f"{k}={_fmt(v)}" for k, v in entry.items() if k not in _SKIP)
-        lines.append(f"  {short_time(entry.get('at'))}  {entry.get('status', '?'):<9} {details}".rstrip())
+        details = " ".join(f"{v(k)}={v(_fmt(x))}" for k, x in entry.items() if k not in _SKIP)
+        status = v(entry.get("status", "?"))
+        lines.append(f"  {v(short_time(entry.get('at')))}  {status:<9} {details}".rstrip())
     return "\n".join(lines)
 
 

@@ -24,6 +24,7 @@ from .common import (
     short_time,
     table,
     task_row,
+    visible,
     workspace_command,
 )
 from .show import render_task
@@ -180,8 +181,9 @@ def _show(group: click.Group) -> None:
             if record is None:
                 raise TaskNotFound(f"no task {task_id} in {workspace}")
             emit_json(record) if as_json else click.echo(
-                f"{record.get('file')}: quarantined as quarantine/{record.get('quarantined_as')}"
-                f" at {short_time(record.get('at'))}\n  reason: {record.get('error')}")
+                visible(f"{record.get('file')}: quarantined as quarantine/"
+                        f"{record.get('quarantined_as')} at {short_time(record.get('at'))}")
+                + f"\n  reason: {visible(record.get('error'))}")
             return
         task = ds.store.load(found.path)
         if as_json:
@@ -265,20 +267,54 @@ def _claim_for(ds: DropSite, agent: str, task_id: str | None, tags: list | None,
     return None
 
 
-def _held(ds: DropSite, task_id: str) -> Task:
+def _held(ds: DropSite, task_id: str, force: bool) -> tuple[Task, dict]:
+    """The task in active/, if this command may move it: PROTOCOL §4 makes these moves
+    the holder's. A holder alive on this host (other than a person, or a process that
+    ran this command) refuses, naming itself; `--force` overrides, recorded in history."""
     found = ds.locate(task_id)
     if found is None:
         raise TaskNotFound(f"no task {task_id} in {ds.workspace}")
     if found.folder != "active":
         raise TaskNotFound(f"task {task_id} is in {found.folder}/, not active/ (claim it first)")
-    return ds.store.load(found.path)
+    task = ds.store.load(found.path)
+    holder = task.holder
+    if holder is None or holder.pid == 0 or holder.is_alive() is not True \
+            or holder.pid in _ancestors():
+        return task, {}
+    if not force:
+        fail(f"task {task_id} is held by {holder.agent} (pid {holder.pid} on {holder.host}), "
+             "which is still running it; its outcome is its own to record "
+             "(--force overrides, and is recorded in the task's history)", 1)
+    return task, {"forced_by": _user(), "forced_over": f"{holder.agent} pid {holder.pid}"}
+
+
+def _ancestors() -> set[int]:
+    """This process's parents up to init: a script that claimed with `--pid $$` holds it."""
+    import psutil
+    try:
+        return {p.pid for p in psutil.Process().parents()}
+    except psutil.Error:
+        return set()
+
+
+def _user() -> str:
+    import getpass
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid {os.getuid()}"
+
+
+FORCE = click.option("--force", is_flag=True,
+                     help="Move it even though its holder is alive (recorded in its history).")
 
 
 def _complete(group: click.Group) -> None:
     @workspace_command(group, "complete")
     @click.argument("task_id")
     @click.option("--result", default="{}", help="JSON object recorded as the task's result.")
-    def complete(workspace: Path, task_id: str, result: str) -> None:
+    @FORCE
+    def complete(workspace: Path, task_id: str, result: str, force: bool) -> None:
         """Complete a task in active/ (active -> done) with a result.
 
         \b
@@ -287,7 +323,8 @@ def _complete(group: click.Group) -> None:
         """
         value = parse_json_object(result, "--result")
         ds = open_workspace(workspace)
-        ds.complete(_held(ds, task_id), value)
+        task, forced = _held(ds, task_id, force)
+        ds.complete(task, value, **forced)
         click.echo(f"Task {task_id} done")
 
 
@@ -295,7 +332,8 @@ def _fail(group: click.Group) -> None:
     @workspace_command(group, "fail")
     @click.argument("task_id")
     @click.option("--error", required=True, help="Why the attempt failed.")
-    def fail_(workspace: Path, task_id: str, error: str) -> None:
+    @FORCE
+    def fail_(workspace: Path, task_id: str, error: str, force: bool) -> None:
         """Record a failed attempt: back to the inbox after a backoff, or failed/ when out of retries.
 
         \b
@@ -303,7 +341,8 @@ def _fail(group: click.Group) -> None:
           dropsited fail ./workspace 01a2...e8 --error "API returned 500"
         """
         ds = open_workspace(workspace)
-        where = ds.fail(_held(ds, task_id), error)
+        task, forced = _held(ds, task_id, force)
+        where = ds.fail(task, error, details=forced)
         click.echo(f"Task {task_id} -> {where}/")
 
 
@@ -311,7 +350,8 @@ def _block(group: click.Group) -> None:
     @workspace_command(group, "block")
     @click.argument("task_id")
     @click.option("--reason", required=True)
-    def block(workspace: Path, task_id: str, reason: str) -> None:
+    @FORCE
+    def block(workspace: Path, task_id: str, reason: str, force: bool) -> None:
         """Move a task in active/ to blocked/ with a reason.
 
         \b
@@ -319,7 +359,8 @@ def _block(group: click.Group) -> None:
           dropsited block ./workspace 01a2...e8 --reason "waiting for API keys"
         """
         ds = open_workspace(workspace)
-        ds.block(_held(ds, task_id), reason)
+        task, forced = _held(ds, task_id, force)
+        ds.block(task, reason, **forced)
         click.echo(f"Task {task_id} blocked")
 
 
@@ -355,7 +396,8 @@ def _retry(group: click.Group) -> None:
 def _release(group: click.Group) -> None:
     @workspace_command(group, "release")
     @click.argument("task_id")
-    def release(workspace: Path, task_id: str) -> None:
+    @FORCE
+    def release(workspace: Path, task_id: str, force: bool) -> None:
         """Give a task in active/ back to the inbox without using an attempt.
 
         \b
@@ -363,5 +405,6 @@ def _release(group: click.Group) -> None:
           dropsited release ./workspace 01a2...e8
         """
         ds = open_workspace(workspace)
-        ds.release(_held(ds, task_id), "released from the command line")
+        task, forced = _held(ds, task_id, force)
+        ds.release(task, "released from the command line", **forced)
         click.echo(f"Task {task_id} back in inbox/")

@@ -11,7 +11,7 @@ from ..protocol import DropSite
 from ..protocol.holder import parse_active_name
 from ..protocol.store import BadFile
 from ..protocol.task import parse_iso
-from .common import clip, table
+from .common import clip, table, visible
 
 WINDOW = 60.0  # seconds of throughput
 
@@ -99,8 +99,8 @@ def render(frame: dict, width: int | None = None) -> str:
     who = f"daemon pid {daemon['pid']}" if daemon["running"] else "no daemon running"
     tp = frame["throughput"]
     lines = [
-        f"dropsited top  {frame['workspace']}  {frame['at'].replace('T', ' ')}  ({who})",
-        "queues      " + "  ".join(f"{k} {v}" for k, v in frame["queues"].items()),
+        visible(f"dropsited top  {frame['workspace']}  {frame['at'].replace('T', ' ')}  ({who})"),
+        "queues      " + visible("  ".join(f"{k} {v}" for k, v in frame["queues"].items())),
         f"last {tp['window_seconds']}s     done {tp['done']}  failed {tp['failed']}"
         f"  ({tp['done'] * 60 / tp['window_seconds']:.0f}/min)",
         "",

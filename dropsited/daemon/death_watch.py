@@ -10,9 +10,10 @@ spends per task (bench/README.md).
 The death watch is one child of the daemon that blocks on a pipe whose only write end
 the daemon holds. The daemon writes ``+PID`` when it spawns an agent and ``-PID`` once
 it reaped it. The kernel closes the write end however the daemon ends, so end-of-file
-means the daemon is gone: the watch then SIGKILLs the process group of every agent
-still registered (whatever its environment: ``env -i`` or a rewritten process title
-does not hide it) and, in rounds until none is left, every process whose environment
+means the daemon is gone: the watch then stops and SIGKILLs every descendant of every
+agent still registered (found by parent pid before anything is killed, so a grandchild
+that ran ``setsid env -i`` is among them), the process group of each agent (whatever
+its environment: ``env -i`` or a rewritten process title does not hide it) and, in rounds until none is left, every process whose environment
 carries this daemon's ``DROPSITED_DAEMON`` marker (children and grandchildren that left
 the group). A daemon that stops cleanly writes ``clean`` first and the watch exits.
 
@@ -211,10 +212,66 @@ def marked_pids(marker: str) -> list[int]:
     return found
 
 
+def parents() -> dict[int, int]:
+    """pid -> parent pid of every process (Linux /proc; else empty)."""
+    found = {}
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return found
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                raw = f.read()
+            found[int(name)] = int(raw[raw.rindex(b")") + 2:].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def descendants_of(roots: set[int]) -> set[int]:
+    """Every live descendant of `roots` (not the roots themselves), by parent pid."""
+    children: dict[int, list[int]] = {}
+    for pid, ppid in parents().items():
+        children.setdefault(ppid, []).append(pid)
+    found, stack = set(), list(roots)
+    while stack:
+        for child in children.get(stack.pop(), ()):
+            if child not in found and child not in roots:
+                found.add(child)
+                stack.append(child)
+    return found
+
+
+def freeze_trees(groups: set[int]) -> set[int]:
+    """SIGSTOP every descendant of the registered agents, in rounds, and return them.
+
+    Done before any kill: a grandchild that left the session and cleared its
+    environment (`setsid env -i ...`) is found only through its parent, and once its
+    parent is killed it is re-parented away and can no longer be told apart."""
+    tree: set[int] = set()
+    for _ in range(5):
+        found = descendants_of(groups | tree) - tree
+        if not found:
+            break
+        for pid in found:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGSTOP)
+        tree |= found
+    return tree
+
+
 def kill_all(groups: set[int], marker: str, timeout: float = 5.0) -> set[int]:
-    """SIGKILL the registered agents' groups and every marked process, in rounds until
-    a scan finds nothing marked (a process may fork between scan and kill)."""
+    """SIGKILL the registered agents' groups, their descendants and every marked process,
+    in rounds until a scan finds nothing marked (a process may fork between scan and
+    kill)."""
     killed: set[int] = set()
+    for pid in freeze_trees(groups):
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+            killed.add(pid)
     deadline = time.monotonic() + timeout
     rounds = 0
     while True:

@@ -180,7 +180,7 @@ class DropSite:
         return Holder(agent, cached.host, pid, cached.start, int(self.clock() * 1000))
 
     # -- finishing a held task -------------------------------------------------
-    def complete(self, task: Task, result: Any = None) -> None:
+    def complete(self, task: Task, result: Any = None, **entry: Any) -> None:
         """active/ -> done/ with `result` (a non-object result is wrapped as {"value": ...}).
 
         InvalidTask (and the task unchanged, still held) when the result cannot be
@@ -190,7 +190,7 @@ class DropSite:
             result = {"value": result}
         with _rollback(task):
             task.result = result
-            task.log("done")
+            task.log("done", **entry)
             self._leave_active(task, "done")
 
     def fail(self, task: Task, error: str, *, tempfail: bool = False,
@@ -237,11 +237,11 @@ class DropSite:
             task.log("feedback")
             self._leave_active(task, "feedback")
 
-    def block(self, task: Task, reason: str) -> None:
+    def block(self, task: Task, reason: str, **entry: Any) -> None:
         _need_task("block", task)
         reason = _need_text("block", "reason", reason)
         with _rollback(task):
-            task.log("blocked", reason=reason)
+            task.log("blocked", reason=reason, **entry)
             self._leave_active(task, "blocked")
 
     def _later(self, delay: float) -> str:

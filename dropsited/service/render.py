@@ -7,6 +7,7 @@ files (see `render_shipped`) come from exactly the same code.
 from __future__ import annotations
 
 import json
+import re
 import string
 from dataclasses import dataclass
 from xml.sax.saxutils import escape as xml_escape
@@ -61,10 +62,32 @@ class ServiceSpec:
 # --- systemd -----------------------------------------------------------------------
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def refuse_controls(spec: ServiceSpec) -> None:
+    """Every value that goes into a service file, free of control characters: systemd
+    ends a line at a bare CR as at LF, so one in a path would add lines to the unit."""
+    for name in ("program", "manifest", "workspace", "working_directory", "writable_paths",
+                 "log_dir", "path_env", "user", "label", "name"):
+        values = getattr(spec, name)
+        for value in values if isinstance(values, tuple) else (values,):
+            found = _CONTROL.search(value) if isinstance(value, str) else None
+            if found:
+                raise ValueError(f"{name}: {value!r} holds {_what(found.group())}, which "
+                                 "cannot go into a service file")
+
+
+def _what(char: str) -> str:
+    return {"\n": "a newline", "\r": "a carriage return"}.get(
+        char, f"a control character (U+{ord(char):04X})")
+
+
 def systemd_escape(value: str) -> str:
     """Escape systemd's specifier (`%`) and variable (`$`) characters in a literal value."""
-    if "\n" in value:
-        raise ValueError(f"a newline cannot go into a unit file: {value!r}")
+    found = _CONTROL.search(value)
+    if found:
+        raise ValueError(f"{_what(found.group())} cannot go into a unit file: {value!r}")
     return value.replace("%", "%%").replace("$", "$$")
 
 
@@ -141,6 +164,7 @@ def render_pm2(spec: ServiceSpec) -> str:
 
 def render(platform: str, spec: ServiceSpec, *, user: bool = True) -> str:
     """The file for `platform` (one of PLATFORMS); `user` matters to systemd only."""
+    refuse_controls(spec)
     if platform == "systemd":
         return render_systemd(spec, user=user)
     if platform == "launchd":
