@@ -74,22 +74,37 @@ def test_a_client_drops_claims_completes_answers_and_waits(run_daemon) -> None:
             assert {t.name for t in tools.tools} == TOOLS
             assert all(len(t.description or "") > 60 for t in tools.tools)
 
-            # Work for the daemon's agent: drop, then wait with progress notifications.
+            # Work for the daemon's agent, held back by a dependency on a task nobody serves
+            # until the wait has reported progress; then this client does that task.
             progress: list[tuple] = []
+            waiting = anyio.Event()
 
             async def on_progress(done: float, total: float | None, message: str | None) -> None:
                 progress.append((done, total, message))
+                waiting.set()
 
+            gate = await call(session, "drop_task", title="open the gate", tags=["gate"])
             work = await call(session, "drop_task", title="say hi", tags=["echo"],
-                              context='{"lang": "en"}', delay_seconds=1)  # still waiting
-            assert work["task"]["context"] == {"lang": "en"}
-            result = await session.call_tool("wait_for_task", {
-                "task_id": work["task"]["id"], "timeout_seconds": 30}, progress_callback=on_progress)
+                              context='{"lang": "en"}', depends_on=[gate["task"]["id"]])
+            assert work["task"]["context"] == {"lang": "en", "_depends_on": [gate["task"]["id"]]}
+            waited: dict = {}
+
+            async def wait_for_work() -> None:
+                waited["result"] = await session.call_tool("wait_for_task", {
+                    "task_id": work["task"]["id"], "timeout_seconds": 30},
+                    progress_callback=on_progress)
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(wait_for_work)
+                await waiting.wait()
+                assert progress[0][1:] == (30, f"task {work['task']['id']} is in inbox/")
+                keeper = await call(session, "claim_next_task", agent="keeper", tags=["gate"])
+                assert keeper["task"]["id"] == gate["task"]["id"]
+                await call(session, "complete_task", task_id=gate["task"]["id"], result={})
+            result = waited["result"]
             assert not result.is_error, result.content[0].text
             assert result.structured_content["folder"] == "done"
             assert result.structured_content["task"]["result"] == {"echo": "say hi"}
-            first_progress = progress[0]
-            assert first_progress[1:] == (30, f"task {work['task']['id']} is in inbox/")
 
             # Work for the client itself: claim, ask a person, get the answer, complete.
             mine = await call(session, "drop_task", title="write the note", tags=["notes"],
@@ -121,7 +136,7 @@ def test_a_client_drops_claims_completes_answers_and_waits(run_daemon) -> None:
             found = await call(session, "list_tasks", text="SAY HI")
             assert [t["id"] for t in found["tasks"]] == [work["task"]["id"]]
             stats = await call(session, "workspace_stats")
-            assert stats["done"] == 2 and stats["active"] == 1
+            assert stats["done"] == 3 and stats["active"] == 1
             status = await call(session, "agent_status")
             assert status["daemon"]["running"] is True
             assert [a["name"] for a in status["agents"]] == ["echo"]
@@ -144,7 +159,7 @@ def test_a_client_drops_claims_completes_answers_and_waits(run_daemon) -> None:
             assert "timed out after 0.2s" in await error(
                 session, "wait_for_task", task_id=theirs, timeout_seconds=0.2)
             assert "validation error" in await error(session, "drop_task", title=["no"])
-            assert (await call(session, "workspace_stats"))["done"] == 2
+            assert (await call(session, "workspace_stats"))["done"] == 3
 
     anyio.run(session_run)
     assert d.stop() == 0
