@@ -20,9 +20,10 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(MAKE) --no-print-directory peers
 	touch $(VENV)/.installed $@
 
-# Real peers for the tests, from the registries: pm2 (npm) for the service test and
-# systemd-analyze (Debian) for unit verification. Each is optional: a machine
-# without npm or apt skips the tests that need it, saying why.
+# Real peers for the tests, from the registries: pm2 (npm) for the service test,
+# systemd-analyze (Debian) for unit verification and Chromium with its driver
+# (Debian) for the review page's browser test. Each is optional: a machine
+# without npm or apt (or not root) skips the tests that need it, saying why.
 PM2 := $(VENV)/pm2/node_modules/.bin/pm2
 peers:
 	@if command -v npm >/dev/null 2>&1; then \
@@ -33,6 +34,13 @@ peers:
 	   && [ "$$(id -u)" = 0 ]; then \
 	  (apt-get update -qq && apt-get install -y -qq --no-install-recommends systemd) >/dev/null 2>&1 \
 	  || echo "note: could not install systemd-analyze; unit verification will be skipped"; \
+	fi
+	@if ! { command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; }; then \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      --no-install-recommends chromium chromium-driver) >/dev/null 2>&1 \
+	    || echo "note: could not install chromium; the browser test will be skipped"; \
+	  else echo "note: no chromium (needs root and apt-get); the browser test will be skipped"; fi; \
 	fi
 
 up: $(VENV)/.installed

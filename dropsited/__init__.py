@@ -14,6 +14,7 @@ from .protocol import (
     Task,
     TaskBuilder,
     TaskNotFound,
+    WaitTimeout,
 )
 
 __version__ = "0.2.0"
@@ -28,5 +29,6 @@ __all__ = [
     "Task",
     "TaskBuilder",
     "TaskNotFound",
+    "WaitTimeout",
     "__version__",
 ]

@@ -96,9 +96,10 @@ class WorkspaceCommand(click.Command):
         given = _positionals(self, args)
         if len(given) == required - 1:
             return True
-        # With optional arguments (claim [TASK_ID]) the count is ambiguous: a first
-        # argument that is no directory is not the workspace.
-        return 0 < len(given) < len(arguments) and not os.path.isdir(given[0])
+        # With optional arguments (claim [TASK_ID]) or a list (wait ID...) the count is
+        # ambiguous: a first argument that is no directory is not the workspace.
+        ambiguous = len(given) < len(arguments) or any(p.nargs == -1 for p in arguments)
+        return bool(given) and ambiguous and not os.path.isdir(given[0])
 
 
 def _positionals(command: click.Command, args: Sequence[str]) -> list[str]:

@@ -12,6 +12,7 @@ from ..protocol import DropSite, TaskBuilder, TaskNotFound
 from ..protocol.names import check_agent_name, check_task_id, is_valid_task_id
 from ..protocol.store import TASK_FOLDERS
 from ..protocol.task import Task
+from . import wait_cmd
 from .common import (
     TASK_HEADERS,
     emit_json,
@@ -53,18 +54,29 @@ def _drop(group: click.Group) -> None:
     @click.option("--max-retries", type=int, default=3, show_default=True)
     @click.option("--id", "task_id", default=None, help="Choose the id (default: a new time-ordered one).")
     @click.option("-q", "--quiet", is_flag=True, help="Print only the task id (for scripts).")
+    @click.option("--wait", "wait_", is_flag=True,
+                  help="Then wait until it is done or failed, print it as `dropsited wait` "
+                       "does and exit as it does.")
+    @wait_cmd.timeout_option
     @json_option
     def drop(workspace: Path, from_agent: str, to_agent: str | None, title: str, task_type: str,
              tags: tuple, payload: str, description: str, priority: int, parent: str | None,
              depends: tuple, delay: float, max_retries: int, task_id: str | None, quiet: bool,
-             as_json: bool) -> None:
+             wait_: bool, timeout: float | None, as_json: bool) -> None:
         """Drop a task into WORKSPACE/inbox/.
+
+        With --wait, block until an agent finished it: with --json the finished
+        task is printed, so a pipeline can call an agent like a function.
 
         \b
         Example:
           dropsited drop ./workspace --from larry --title "Build auth API" \\
               --type code --payload '{"lang": "python"}'
+          dropsited drop ./workspace --from me --title t --type summarise \\
+              --payload '{"text": "..."}' --wait --timeout 60 --json | jq .result
         """
+        if timeout is not None and not wait_:
+            fail("--timeout needs --wait")
         context = parse_json_object(payload, "--payload")
         check_agent_name(from_agent)
         ds = open_workspace(workspace)
@@ -80,7 +92,9 @@ def _drop(group: click.Group) -> None:
             builder.with_id(task_id)
         task = builder.build()
         ds.submit(task)
-        if as_json:
+        if wait_:
+            wait_cmd.finish(ds, [task.id], timeout, (), as_json)
+        elif as_json:
             emit_json(task.to_dict())
         elif quiet:
             click.echo(task.id)

@@ -11,6 +11,7 @@ from .errors import (
     InvalidName,
     NotAWorkspace,
     TaskNotFound,
+    WaitTimeout,
 )
 from .task import Task, TaskBuilder
 from .workspace import DropSite
@@ -25,4 +26,5 @@ __all__ = [
     "Task",
     "TaskBuilder",
     "TaskNotFound",
+    "WaitTimeout",
 ]

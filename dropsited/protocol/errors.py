@@ -31,3 +31,18 @@ class ClaimLost(DropSiteError):
     The late result is not dropped: it is appended to the workspace's
     `late-results.jsonl` before this is raised.
     """
+
+
+class WaitTimeout(DropSiteError, TimeoutError):
+    """A wait for tasks ran out of time (`DropSite.wait`, `dropsited wait`: exit 124).
+
+    Also a TimeoutError, so `except TimeoutError` catches it. `pending` maps each
+    unfinished task id to the folder it was last seen in (None: nowhere, mid-move);
+    `finished` maps the ids that did arrive to (folder, Task).
+    """
+
+    def __init__(self, message: str, pending: dict | None = None,
+                 finished: dict | None = None) -> None:
+        super().__init__(message)
+        self.pending = pending or {}
+        self.finished = finished or {}

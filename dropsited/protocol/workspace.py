@@ -420,6 +420,16 @@ class DropSite:
     def get_completed(self, agent: str | None = None) -> list[Task]:
         return self.list_tasks("done", agent=agent)
 
+    # -- waiting ------------------------------------------------------------------
+    def wait(self, task_id: str, timeout: float | None = None,
+             until: tuple[str, ...] = ()) -> Task:
+        """Block until the task is in done/ or failed/ (or a folder of `until`: feedback,
+        blocked) and return it. Raises WaitTimeout (a TimeoutError) after `timeout` seconds,
+        TaskNotFound when there is no such task. File-system events when watchdog is
+        importable, polling otherwise: see waiting.py."""
+        from .waiting import wait_for  # loaded on first use: plain DropSite use never needs it
+        return wait_for(self, [task_id], timeout, until)[task_id][1]
+
 
 def _need_task(call: str, task: Any) -> None:
     if not isinstance(task, Task):
