@@ -276,28 +276,31 @@ class DropSite:
         return dest
 
     # -- moving tasks at rest ---------------------------------------------------
-    def respond_feedback(self, task_id: str, response: Any) -> None:
+    # `by`: the person who did it, recorded in the history entry (a review page or an
+    # MCP client acts for someone); 0.1.0's signatures, without it, still work.
+    def respond_feedback(self, task_id: str, response: Any, by: str | None = None) -> Task:
         """feedback/ -> inbox/ with the answer in context["_feedback_response"]."""
         task, where = self._load_from("feedback", task_id)
         task.context["_feedback_response"] = response
-        task.log("inbox", feedback_received=True)
-        self._move_at_rest(where, task)
+        task.log("inbox", feedback_received=True, **_by(by))
+        return self._move_at_rest(where, task)
 
-    def unblock(self, task_id: str, note: str | None = None) -> None:
+    def unblock(self, task_id: str, note: str | None = None, by: str | None = None) -> Task:
         task, where = self._load_from("blocked", task_id)
-        task.log("inbox", unblocked=True, **({"note": str(note)} if note else {}))
-        self._move_at_rest(where, task)
+        task.log("inbox", unblocked=True, **_by(by), **({"note": str(note)} if note else {}))
+        return self._move_at_rest(where, task)
 
-    def retry(self, task_id: str) -> None:
+    def retry(self, task_id: str, by: str | None = None) -> Task:
         """failed/ -> inbox/ with the attempt count reset, for a human who fixed the cause."""
         task, where = self._load_from("failed", task_id)
         task.retry_count = 0
-        task.log("inbox", retried=True)
-        self._move_at_rest(where, task)
+        task.log("inbox", retried=True, **_by(by))
+        return self._move_at_rest(where, task)
 
-    def _move_at_rest(self, where: tuple[str, str], task: Task) -> None:
-        self.store.move(where, "inbox", task, held=False)
+    def _move_at_rest(self, where: tuple[str, str], task: Task) -> Task:
+        self.store.move(where, "inbox", task, held=False)  # TaskNotFound if moved meanwhile
         self.dispatcher.note(task.id)
+        return task
 
     def _load_from(self, folder: str, task_id: str) -> tuple[Task, tuple[str, str]]:
         check_task_id(task_id)
@@ -429,6 +432,10 @@ class DropSite:
         importable, polling otherwise: see waiting.py."""
         from .waiting import wait_for  # loaded on first use: plain DropSite use never needs it
         return wait_for(self, [task_id], timeout, until)[task_id][1]
+
+
+def _by(person: str | None) -> dict:
+    return {} if person is None else {"by": _need_text("by", "by", person)}
 
 
 def _need_task(call: str, task: Any) -> None:

@@ -1,16 +1,13 @@
 """What a person does to a task at rest, recorded with the person's name in its history.
 
-`DropSite.respond_feedback`, `unblock` and `retry` take no name (0.1.0's signatures),
-and a review page or an MCP client answers for someone: these do the same moves
-with `by` in the history entry. They use only the store's public moves, so the
-same rules hold: a task is moved from feedback/, blocked/ or failed/ only, never
-out of active/ (a live holder's task cannot be taken from it here).
+A review page or an MCP client answers for someone: these call DropSite's moves with
+`by`, so the same rules hold (a task moves from feedback/, blocked/ or failed/ only,
+never out of active/: a live holder's task cannot be taken from it here).
 """
 
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Callable
 from typing import Any
 
 from ..protocol import DropSite, DropSiteError, Task, TaskNotFound
@@ -32,26 +29,17 @@ def check_person(name: object) -> str:
 
 
 def answer_feedback(ds: DropSite, task_id: str, answer: Any, by: str) -> Task:
-    """feedback/ -> inbox/ with the answer in context._feedback_response (as respond_feedback)."""
-    def change(task: Task) -> None:
-        task.context["_feedback_response"] = answer
-        task.log("inbox", feedback_received=True, by=by)
-    return _move_at_rest(ds, "feedback", task_id, change)
+    """feedback/ -> inbox/ with the answer in context._feedback_response."""
+    return ds.respond_feedback(task_id, answer, by=by)
 
 
 def unblock(ds: DropSite, task_id: str, by: str, note: str | None = None) -> Task:
-    """blocked/ -> inbox/ (as DropSite.unblock)."""
-    def change(task: Task) -> None:
-        task.log("inbox", unblocked=True, by=by, **({"note": note} if note else {}))
-    return _move_at_rest(ds, "blocked", task_id, change)
+    return ds.unblock(task_id, note, by=by)
 
 
 def retry(ds: DropSite, task_id: str, by: str) -> Task:
-    """failed/ -> inbox/ with the attempts reset (as DropSite.retry)."""
-    def change(task: Task) -> None:
-        task.retry_count = 0
-        task.log("inbox", retried=True, by=by)
-    return _move_at_rest(ds, "failed", task_id, change)
+    """failed/ -> inbox/ with the attempts reset."""
+    return ds.retry(task_id, by=by)
 
 
 def answer_assigned(ds: DropSite, task_id: str, agent: str, answer: Any, by: str) -> Task:
@@ -66,16 +54,3 @@ def answer_assigned(ds: DropSite, task_id: str, agent: str, answer: Any, by: str
     ds.complete(task, {"answer": answer, "by": by})
     return task
 
-
-def _move_at_rest(ds: DropSite, folder: str, task_id: str, change: Callable[[Task], None]) -> Task:
-    check_task_id(task_id)
-    path = ds.workspace / folder / f"{task_id}.json"
-    try:
-        task = ds.store.load(path)
-    except FileNotFoundError:
-        found = ds.locate(task_id)
-        hint = f" (it is in {found.folder}/)" if found else ""
-        raise TaskNotFound(f"no task {task_id} in {folder}/{hint}") from None
-    change(task)
-    ds.store.move(path, "inbox", task, held=False)  # TaskNotFound if someone moved it first
-    return task
