@@ -25,7 +25,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from daemon.daemon_harness import agent, py, wait_until
+from harness import agent, py, wait_until
 
 from dropsited.protocol import TaskBuilder
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from daemon.daemon_harness import agent, py
+from harness import agent, py
 
 DROPSITED = str(Path(sys.executable).parent / "dropsited")
 

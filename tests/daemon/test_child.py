@@ -10,21 +10,13 @@ from pathlib import Path
 
 import psutil
 import pytest
+from harness import wait_until
 
 from dropsited.daemon.child import PIPE, ChildProcess
 from dropsited.daemon.process_tree import CHILD_TAG_ENV, is_alive
 
 REPO = Path(__file__).resolve().parents[2]
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
-
-
-def wait_until(predicate, timeout=5.0, interval=0.01):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
 
 
 def dead(proc: psutil.Process) -> bool:

@@ -10,8 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from .daemon_harness import RunningDaemon, agent, daemon_session, py, write_script
+from harness import RunningDaemon, agent, daemon_session, py, write_script
 
 FAIL_SCRIPT = "import sys; print('first line'); print('boom: disk on fire', file=sys.stderr); sys.exit(3)"
 TEMPFAIL_SCRIPT = """

@@ -14,10 +14,9 @@ from pathlib import Path
 
 import psutil
 import pytest
+from harness import agent, gone, processes_of, wait_until, write_script
 
 from dropsited.daemon.death_watch import PROGRAM_NAME
-
-from .daemon_harness import agent, gone, processes_of, wait_until, write_script
 
 # First attempt of each task: write the pid where the test finds it, then hang.
 # Later attempts: succeed at once.

@@ -14,8 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from .daemon_harness import DROPSITED, RunningDaemon, agent, kill_leftovers, wait_until
+from harness import DROPSITED, RunningDaemon, agent, kill_leftovers, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 ECOSYSTEM = """module.exports = {{ apps: [{{

@@ -7,9 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+from harness import agent, py, wait_until
 from service.notify_socket import notify_socket  # tests/ is on sys.path (rootdir packages)
-
-from .daemon_harness import agent, py, wait_until
 
 SERVICE = "import time\nwhile True: time.sleep(1)"
 WORKER = """

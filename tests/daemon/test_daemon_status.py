@@ -10,9 +10,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from dropsited import TaskBuilder
+from harness import DROPSITED, agent, py, wait_until
 
-from .daemon_harness import DROPSITED, agent, py, wait_until
+from dropsited import TaskBuilder
 
 TALKER = """
 import sys, time

@@ -8,8 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from .daemon_harness import RunningDaemon, agent, daemon_session, gone, py, wait_until, write_script
+from harness import RunningDaemon, agent, daemon_session, gone, py, wait_until, write_script
 
 FAST_BACKOFF = {"initial": "0.05s", "max": "0.2s", "factor": 2}
 SLEEP_FOREVER = "import time\nwhile True: time.sleep(1)"

@@ -13,11 +13,10 @@ import uuid
 from pathlib import Path
 
 import pytest
+from harness import agent, gone, wait_until
 
 from dropsited.daemon.death_watch import DeathWatch
 from dropsited.daemon.process_tree import MARKER_ENV
-
-from .daemon_harness import agent, gone, wait_until
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="PR_GET_PDEATHSIG and /proc are Linux")

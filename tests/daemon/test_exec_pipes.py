@@ -3,7 +3,7 @@ the task runs, big tasks go in whole, and an agent that ignores its stdin is fin
 
 from __future__ import annotations
 
-from .daemon_harness import agent, wait_until
+from harness import agent, wait_until
 
 TALK_THEN_WAIT = "echo 'step 1: fetched'; echo 'warning: slow model' >&2; sleep 3; echo '{\"ok\": true}'"
 

@@ -12,7 +12,7 @@ import signal
 import time
 from pathlib import Path
 
-from .daemon_harness import agent, wait_until, write_script
+from harness import agent, wait_until, write_script
 
 # Records each run as start/end marker files, so overlap can be counted afterwards.
 TRACED = """#!/bin/bash

@@ -9,6 +9,7 @@ import time
 
 import psutil
 import pytest
+from harness import wait_until
 
 from dropsited.daemon.process_tree import (
     CHILD_TAG_ENV,
@@ -20,15 +21,6 @@ from dropsited.daemon.process_tree import (
     stop_orphans_from_previous_run,
     tree_members,
 )
-
-
-def wait_until(predicate, timeout=5.0, interval=0.01):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ def test_agentloops_and_bash_agents_write_the_same_article(tmp_path: Path, daemo
         "--payload", json.dumps({"topic": "honey bees", "output_dir": str(out)})).strip()
     article = out / "article.md"
     wait_until(lambda: article.exists() and len(DropSite(ws).list_tasks("done")) == 2,
-               "the writer's article", daemon=running)
+               15, "the writer's article", daemon=running)
     assert running.stop() == 0
 
     assert article.read_text() == from_python.read_text()

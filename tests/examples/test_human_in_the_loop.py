@@ -33,24 +33,25 @@ def test_draft_revise_approve_and_reject(tmp_path: Path, daemon, wait_until, dro
                          payload, "--title", f"Welcome email for {recipient}").strip()
 
     ada, bob = drop("Ada"), drop("Bob")
-    first = wait_until(lambda: _waiting_question(ds, ada, 1), "Ada's first draft", daemon=running)
+    first = wait_until(lambda: _waiting_question(ds, ada, 1), 15, "Ada's first draft",
+                       daemon=running)
     assert first["question"] == "Send this welcome email to Ada?"
     assert first["options"] == ["approve", "revise", "reject"]
     assert first["draft"].startswith("Dear Ada,")
 
     dropsited("feedback", ws, ada, "revise: shorter, please")
-    second = wait_until(lambda: _waiting_question(ds, ada, 2), "Ada's second draft",
+    second = wait_until(lambda: _waiting_question(ds, ada, 2), 15, "Ada's second draft",
                         daemon=running)
     assert second["draft"].startswith("Hi Ada,\n\nWelcome aboard!")
     assert "revised after: shorter, please" in second["draft"]
     assert ds.get_task(ada).context["_feedback_response"] == "revise: shorter, please"
 
     dropsited("feedback", ws, ada, "approve")
-    wait_until(lambda: _folder(ds, ada) == "done", "Ada's email to be sent", daemon=running)
+    wait_until(lambda: _folder(ds, ada) == "done", 15, "Ada's email to be sent", daemon=running)
 
-    wait_until(lambda: _waiting_question(ds, bob, 1), "Bob's draft", daemon=running)
+    wait_until(lambda: _waiting_question(ds, bob, 1), 15, "Bob's draft", daemon=running)
     dropsited("feedback", ws, bob, "reject")
-    wait_until(lambda: _folder(ds, bob) == "done", "Bob's task to finish", daemon=running)
+    wait_until(lambda: _folder(ds, bob) == "done", 15, "Bob's task to finish", daemon=running)
     assert running.stop() == 0
 
     assert ds.get_task(ada).result == {"status": "sent", "file": str(out / "Ada.txt"),

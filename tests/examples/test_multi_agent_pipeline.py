@@ -69,7 +69,7 @@ def test_plan_fan_out_fan_in_through_the_stub(tmp_path: Path, stub, daemon, wait
                         "--payload", json.dumps({"topic": "tide pools",
                                                  "output_dir": str(out)})).strip()
     report = out / "report.md"
-    wait_until(report.exists, "report.md", timeout=20, daemon=running)
+    wait_until(report.exists, 20, "report.md", daemon=running)
     assert running.stop() == 0
 
     ds = DropSite(ws)
@@ -116,7 +116,7 @@ def test_endpoint_down_means_later_not_failed(tmp_path: Path, daemon, wait_until
         task = ds.get_task(plan_id)
         return task and any(e.get("tempfail") for e in task.history)
 
-    wait_until(tempfailed, "the planner to exit 75", daemon=running)
+    wait_until(tempfailed, 15, "the planner to exit 75", daemon=running)
     assert running.stop() == 0
     task = ds.get_task(plan_id)
     assert ds.locate(plan_id).folder == "inbox" and task.retry_count == 0

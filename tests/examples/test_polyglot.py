@@ -25,7 +25,7 @@ def test_make_up_demo_runs_every_mode(tmp_path: Path, daemon, wait_until) -> Non
     running = daemon(MANIFEST, ws, "--demo")
     ds = DropSite(ws)
     wait_until(lambda: len(ds.list_tasks("done")) == 3 and ds.stats()["feedback"] == 1,
-               "the three agent tasks and the feedback request", daemon=running)
+               15, "the three agent tasks and the feedback request", daemon=running)
     done = _by_title(ds, "done")
     assert done["Count the words of a sentence"].result == {"words": 7, "agent": "word-counter"}
     assert done["Shout a greeting"].result == {"shouted": "HELLO FROM A NODE WORKER"}
@@ -40,7 +40,7 @@ def test_make_up_demo_runs_every_mode(tmp_path: Path, daemon, wait_until) -> Non
     assert "Publish this summary?" in review.stdout and "Approve a trade" in review.stdout
     assert "Reviewed: 2 answered, 0 skipped." in review.stdout
 
-    wait_until(lambda: len(ds.list_tasks("done")) == 5, "the published summary",
+    wait_until(lambda: len(ds.list_tasks("done")) == 5, 15, "the published summary",
                daemon=running)
     assert running.stop() == 0
     done = _by_title(ds, "done")

@@ -17,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 
-from daemon.daemon_harness import agent, py, wait_until
+from harness import agent, py, wait_until
 
 from dropsited.protocol import Task, TaskBuilder
 from dropsited.protocol.errors import InvalidTask

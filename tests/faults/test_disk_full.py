@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from chaos.common import assert_all_done_once, folders_by_task, temp_files
-from daemon.daemon_harness import agent, py
+from harness import agent, py
 
 from dropsited import DropSite
 from dropsited.protocol import TaskBuilder

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from chaos.common import assert_all_done_once, report
-from daemon.daemon_harness import DROPSITED, agent, daemon_session, py, wait_until
+from harness import DROPSITED, agent, daemon_session, py, wait_until
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 

@@ -15,7 +15,7 @@ import time
 
 import psutil
 from chaos.common import folders_by_task, report
-from daemon.daemon_harness import agent, py
+from harness import agent, py
 
 FLOOD_MB = 300
 EXEC = {

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from chaos.common import assert_all_done_once, quarantine_entries, report, temp_files
-from daemon.daemon_harness import agent, py
+from harness import agent, py
 
 SUBMITTERS = 4
 SUBMIT = """

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from daemon.daemon_harness import agent, py
+from harness import agent, py
 
 from dropsited.protocol import TaskBuilder
 

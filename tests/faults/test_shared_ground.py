@@ -16,7 +16,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from daemon.daemon_harness import DROPSITED, agent, gone, py, wait_until, write_script
+from harness import DROPSITED, agent, gone, py, wait_until, write_script
 
 from dropsited import DropSite, TaskBuilder
 from dropsited.protocol import DropSiteError

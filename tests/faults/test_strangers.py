@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from daemon.daemon_harness import DROPSITED, kill_leftovers, wait_until
+from harness import DROPSITED, kill_leftovers, wait_until
 
 from dropsited import DropSite, TaskBuilder
 

@@ -7,28 +7,17 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
+from harness import FakeClock
 
 from dropsited import DropSite
 from dropsited.protocol.store import TASK_FOLDERS
 
+__all__ = ["FakeClock"]  # the suite's one fake clock (tests/harness.py), for these tests
+
 REPO = Path(__file__).resolve().parents[2]
-
-
-class FakeClock:
-    """Epoch seconds that only move when a test says so."""
-
-    def __init__(self, start: float | None = None) -> None:
-        self.now = time.time() if start is None else start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture

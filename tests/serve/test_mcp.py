@@ -20,7 +20,7 @@ import pytest
 
 pytest.importorskip("mcp", reason="the optional 'serve' extra (mcp) is not installed")
 
-from daemon.daemon_harness import agent, gone, py, wait_until  # noqa: E402
+from harness import agent, gone, py, wait_until  # noqa: E402
 from mcp import ClientSession  # noqa: E402
 from mcp.client.stdio import StdioServerParameters, stdio_client  # noqa: E402
 from mcp.client.streamable_http import streamable_http_client  # noqa: E402

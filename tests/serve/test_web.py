@@ -15,7 +15,7 @@ import pytest
 
 pytest.importorskip("starlette", reason="the optional 'serve' extra is not installed")
 
-from daemon.daemon_harness import agent, py  # noqa: E402
+from harness import agent, py  # noqa: E402
 
 from dropsited import DropSite, TaskBuilder  # noqa: E402
 

@@ -1,4 +1,5 @@
-"""Run a real `dropsited up` in tmp_path and watch what it does to the task folders.
+"""What the suites share: one `wait_until`, a fake clock, and a real `dropsited up` in
+tmp_path whose task folders a test watches.
 
     @pytest.fixture
     def run_daemon(tmp_path):
@@ -11,9 +12,11 @@
         assert d.wait_in(task_id, "done")["result"] == {"output": "hi"}
         assert d.stop() == 0
 
-Every wait is a deadline poll (10-20 ms); leaving `daemon_session` kills whatever a test
-left behind: the daemon, its agents and their grandchildren (anything whose command
-line or environment names tmp_path).
+A daemon runs either a manifest written from agent dicts (as above) or a manifest file
+of the repository (`make(None, "-w", ws, manifest=path)`, for the examples). Every wait
+is a deadline poll (10-20 ms); leaving `daemon_session` kills whatever a test left
+behind: the daemon, its agents and their grandchildren (anything whose command line or
+environment names tmp_path).
 """
 
 from __future__ import annotations
@@ -37,18 +40,39 @@ from dropsited.protocol import TaskBuilder
 DROPSITED = str(Path(sys.executable).parent / "dropsited")
 POLL = 0.015
 FOLDERS = ("inbox", "active", "done", "failed", "blocked", "feedback")
+# What every daemon a test writes the manifest for runs with: quick drains and retries.
+TEST_ARGS = ("--grace", "2", "--retry-base", "0.05", "--fast", "--log-level", "info")
 
 
-def wait_until(predicate: Callable[[], object], timeout: float = 10.0, what: str = "") -> object:
-    """Poll `predicate` until it returns something truthy; AssertionError at the deadline."""
+def wait_until(predicate: Callable[[], object], timeout: float = 10.0, what: str = "", *,
+               daemon: RunningDaemon | None = None, interval: float = POLL) -> object:
+    """Poll `predicate` until it returns something truthy and return that; AssertionError
+    at the deadline, or as soon as `daemon` has exited (with its log in both cases)."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
+        log = f"\ndaemon log:\n{daemon.stderr()[-4000:]}" if daemon is not None else ""
+        if daemon is not None and not daemon.alive():
+            raise AssertionError(f"the daemon exited while waiting for {what or predicate}{log}")
         if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
-        time.sleep(POLL)
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what or predicate}"
+                                 f"{log}")
+        time.sleep(interval)
+
+
+class FakeClock:
+    """Seconds that only move when a test says so (epoch seconds by default)."""
+
+    def __init__(self, start: float | None = None) -> None:
+        self.now = time.time() if start is None else start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 def gone(pid: int) -> bool:
@@ -75,16 +99,21 @@ def agent(name: str, command: list[str] | str, **keys: object) -> dict:
 
 
 class RunningDaemon:
-    """One `dropsited up` subprocess and its workspace."""
+    """One `dropsited up` subprocess and its workspace.
 
-    def __init__(self, tmp_path: Path, agents: list[dict], args: list[str],
-                 env: dict | None, defaults: dict | None) -> None:
+    With `agents`, the manifest is written to tmp_path/agents.yaml and the daemon runs with
+    TEST_ARGS; with `manifest`, that file is used as is and only `args` are passed."""
+
+    def __init__(self, tmp_path: Path, agents: list[dict] | None, args: list[str],
+                 env: dict | None, defaults: dict | None, *, manifest: Path | None = None,
+                 ws: Path | None = None) -> None:
         self.tmp_path = tmp_path
-        self.ws = tmp_path / "ws"
-        self.manifest = tmp_path / "agents.yaml"
-        self.args = args
+        self.ws = ws or tmp_path / "ws"
+        self.manifest = manifest or tmp_path / "agents.yaml"
+        self.args = [*TEST_ARGS, *args] if manifest is None else list(args)
         self.env = {**os.environ, **(env or {})}
-        self.write_manifest(agents, defaults)
+        if manifest is None:
+            self.write_manifest(agents or [], defaults)
         self.ds = DropSite(self.ws, durable=False)
         self.proc: subprocess.Popen | None = None
         self.runs = 0
@@ -105,8 +134,7 @@ class RunningDaemon:
         self.runs += 1
         with open(self.stderr_path, "wb") as err:
             self.proc = subprocess.Popen(
-                [*self.command, "up", "-c", str(self.manifest), "--grace", "2", "--retry-base",
-                 "0.05", "--fast", "--log-level", "info", *self.args],
+                [*self.command, "up", "-c", str(self.manifest), *map(str, self.args)],
                 stdin=subprocess.DEVNULL, stdout=err, stderr=err, env=self.env,
                 cwd=self.tmp_path)
         if wait:
@@ -128,12 +156,16 @@ class RunningDaemon:
             return {}
 
     def stderr(self) -> str:
+        """What the daemon wrote (stdout and stderr, one file per run)."""
         return self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     def send(self, sig: int) -> None:
         self.proc.send_signal(sig)
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
         """Signal the daemon and wait for it; returns its exit status."""
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
@@ -242,13 +274,16 @@ def kill_leftovers(tmp_path: Path) -> list[int]:
 
 @contextmanager
 def daemon_session(tmp_path: Path) -> Iterator[Callable[..., RunningDaemon]]:
-    """`make(agents, *args, env=None, defaults=None, start=True)` -> RunningDaemon; on exit,
+    """`make(agents, *args, env=None, defaults=None, start=True, manifest=None, ws=None)`
+    -> RunningDaemon; on exit,
     every daemon is killed and so is any process that names tmp_path."""
     started: list[RunningDaemon] = []
 
-    def make(agents: list[dict], *args: str, env: dict | None = None,
-             defaults: dict | None = None, start: bool = True) -> RunningDaemon:
-        daemon = RunningDaemon(tmp_path, agents, list(args), env, defaults)
+    def make(agents: list[dict] | None, *args: str, env: dict | None = None,
+             defaults: dict | None = None, start: bool = True, manifest: Path | None = None,
+             ws: Path | None = None) -> RunningDaemon:
+        daemon = RunningDaemon(tmp_path, agents, list(args), env, defaults, manifest=manifest,
+                               ws=ws)
         started.append(daemon)
         return daemon.start() if start else daemon
 
