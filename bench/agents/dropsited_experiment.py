@@ -26,7 +26,7 @@ HEADER = struct.Struct("iIII")
 
 
 class RawInboxWatcher:
-    """Same interface as dropsited.daemon.inbox_watch.InboxWatcher, one thread, Linux only."""
+    """Same interface as dropsited.daemon.dispatch.inbox_watch.InboxWatcher; one thread, Linux."""
 
     def __init__(self, inbox, notify) -> None:
         self.inbox = inbox
@@ -63,7 +63,7 @@ def main() -> int:
     flags = {a for a in sys.argv[1:] if a in FLAGS}
     sys.argv = ["dropsited"] + [a for a in sys.argv[1:] if a not in FLAGS]
     if "--no-pdeathsig" in flags:
-        import dropsited.daemon.child as child
+        import dropsited.daemon.supervision.child as child
 
         child._prctl = None  # ChildProcess.spawn then passes preexec_fn=None
     if "--raw-inotify" in flags:

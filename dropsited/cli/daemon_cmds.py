@@ -163,7 +163,7 @@ def logs(agent: str, follow: bool, lines: int, config: Path | None, workspace: P
       dropsited logs coder -n 100
       dropsited logs coder -f -c agents.yaml
     """
-    from ..daemon import agent_log
+    from ..daemon.agents import agent_log
 
     path = _log_path(agent, config, workspace)
     if not path.exists() and not follow:

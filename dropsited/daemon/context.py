@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..protocol import DropSite
-from .death_watch import DeathWatch
+from .containment.death_watch import DeathWatch
 
 log = logging.getLogger("dropsited")
 

@@ -21,23 +21,23 @@ from ..protocol import DropSite, DropSiteError
 from ..protocol.store import TASK_FOLDERS
 from ..service.defaults import DEFAULT_DRAIN_GRACE
 from ..service.sdnotify import Notifier, format_status
-from . import subreaper
-from .agent_group import AgentGroup
-from .context import Context, log, log_limited
-from .death_watch import DeathWatch
-from .exec_agent import ExecAgent
-from .inbox_watch import InboxWatcher
-from .manifest import AgentSpec, Manifest, ManifestError, load_manifest
-from .process_tree import (
+from .agents.agent_group import AgentGroup
+from .agents.exec_agent import ExecAgent
+from .agents.service_agent import ServiceAgent
+from .agents.worker_agent import WorkerAgent
+from .containment import subreaper
+from .containment.death_watch import DeathWatch
+from .containment.process_tree import (
     DaemonMarker,
     descendants,
     is_alive,
     signal_all,
     stop_orphans_from_previous_run,
 )
-from .service_agent import ServiceAgent
+from .context import Context, log, log_limited
+from .dispatch.inbox_watch import InboxWatcher
+from .manifest import AgentSpec, Manifest, ManifestError, load_manifest
 from .status import DaemonLock, daemon_identity, write_agent_record, write_daemon_record
-from .worker_agent import WorkerAgent
 
 RESCAN_INTERVAL = 5.0
 REAP_INTERVAL = 1.0

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from dropsited.daemon.agent_log import RotatingLog, follow, pump, pump_once, tail
+from dropsited.daemon.agents.agent_log import RotatingLog, follow, pump, pump_once, tail
 
 
 def log_files(path):

@@ -12,8 +12,8 @@ import psutil
 import pytest
 from harness import wait_until
 
-from dropsited.daemon.child import PIPE, ChildProcess
-from dropsited.daemon.process_tree import CHILD_TAG_ENV, is_alive
+from dropsited.daemon.containment.process_tree import CHILD_TAG_ENV, is_alive
+from dropsited.daemon.supervision.child import PIPE, ChildProcess
 
 REPO = Path(__file__).resolve().parents[2]
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
@@ -189,7 +189,7 @@ def test_rss_tree_counts_descendants(spawn, tmp_path):
 PDEATHSIG_PARENT = """
     import sys, time
     sys.path.insert(0, sys.argv[1])
-    from dropsited.daemon.child import ChildProcess
+    from dropsited.daemon.supervision.child import ChildProcess
     child = ChildProcess.spawn(["sleep", "1000"], pdeathsig=sys.argv[2] == "1")
     print(child.pid, flush=True)
     time.sleep(1000)

@@ -199,7 +199,7 @@ def test_agent_records_count_tasks(daemon: RunningDaemon) -> None:
 
 def test_exit_75_is_not_counted_as_a_failure_of_the_agent() -> None:
     """settle() reports a tempfail as 'later', which the agent's record does not count."""
-    from dropsited.daemon.agent_group import AgentGroup
+    from dropsited.daemon.agents.agent_group import AgentGroup
 
     group = AgentGroup.__new__(AgentGroup)
     group.running, group.tasks_done, group.tasks_failed, group.last_error = {"t": None}, 0, 0, ""

@@ -16,7 +16,7 @@ import psutil
 import pytest
 from harness import agent, gone, processes_of, wait_until, write_script
 
-from dropsited.daemon.death_watch import PROGRAM_NAME
+from dropsited.daemon.containment.death_watch import PROGRAM_NAME
 
 # First attempt of each task: write the pid where the test finds it, then hang.
 # Later attempts: succeed at once.

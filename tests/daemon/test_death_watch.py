@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from harness import agent, gone, wait_until
 
-from dropsited.daemon.death_watch import DeathWatch
-from dropsited.daemon.process_tree import MARKER_ENV
+from dropsited.daemon.containment.death_watch import DeathWatch
+from dropsited.daemon.containment.process_tree import MARKER_ENV
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="PR_GET_PDEATHSIG and /proc are Linux")
@@ -44,7 +44,7 @@ def marker(tmp_path: Path) -> str:
 # "forgotten" was registered and forgotten (a reaped agent whose pid was reused).
 FAKE_DAEMON = """
 import os, subprocess, sys, time
-from dropsited.daemon.death_watch import DeathWatch
+from dropsited.daemon.containment.death_watch import DeathWatch
 marker = sys.argv[1]
 watch = DeathWatch(marker)
 watch.start()

@@ -9,8 +9,8 @@ import sys
 import threading
 from pathlib import Path
 
+from dropsited.daemon.agents.exec_agent import ExecAgent
 from dropsited.daemon.context import Context
-from dropsited.daemon.exec_agent import ExecAgent
 from dropsited.daemon.manifest import parse_manifest
 from dropsited.protocol import DropSite
 

@@ -11,7 +11,7 @@ import psutil
 import pytest
 from harness import wait_until
 
-from dropsited.daemon.process_tree import (
+from dropsited.daemon.containment.process_tree import (
     CHILD_TAG_ENV,
     MARKER_ENV,
     DaemonMarker,

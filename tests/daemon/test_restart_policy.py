@@ -2,7 +2,7 @@
 
 import pytest
 
-from dropsited.daemon.restart_policy import (
+from dropsited.daemon.supervision.restart_policy import (
     EX_CONFIG,
     Backoff,
     FailureWindow,
@@ -10,7 +10,7 @@ from dropsited.daemon.restart_policy import (
     decide_after_exit,
     is_failure,
 )
-from dropsited.daemon.states import AgentState
+from dropsited.daemon.supervision.states import AgentState
 
 S = AgentState
 

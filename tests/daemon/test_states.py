@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from dropsited.daemon.states import (
+from dropsited.daemon.supervision.states import (
     TRANSITIONS,
     AgentState,
     InvalidTransition,
@@ -63,7 +63,7 @@ def test_no_self_loops():
 
 
 def test_every_edge_is_commented_in_the_source():
-    import dropsited.daemon.states as mod
+    import dropsited.daemon.supervision.states as mod
 
     source = Path(mod.__file__).read_text()
     for old, new in ALLOWED:
@@ -73,7 +73,7 @@ def test_every_edge_is_commented_in_the_source():
 def test_module_imports_only_enum():
     import ast
 
-    import dropsited.daemon.states as mod
+    import dropsited.daemon.supervision.states as mod
 
     tree = ast.parse(Path(mod.__file__).read_text())
     imported = set()

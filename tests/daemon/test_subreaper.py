@@ -15,15 +15,15 @@ from pathlib import Path
 import psutil
 import pytest
 
-from dropsited.daemon import subreaper
-from dropsited.daemon.subreaper import reap_orphans
+from dropsited.daemon.containment import subreaper
+from dropsited.daemon.containment.subreaper import reap_orphans
 
 REPO = Path(__file__).resolve().parents[2]
 
 SCENARIO = """
     import json, os, subprocess, sys, time
     sys.path.insert(0, sys.argv[1])
-    from dropsited.daemon.subreaper import become_subreaper, is_subreaper, reap_orphans
+    from dropsited.daemon.containment.subreaper import become_subreaper, is_subreaper, reap_orphans
 
     result = {"before": is_subreaper(), "became": become_subreaper(), "after": is_subreaper()}
     # A child that double-forks: the grandchild exits 7 after its parent is gone, so

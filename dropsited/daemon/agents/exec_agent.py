@@ -10,11 +10,11 @@ import subprocess
 import threading
 from dataclasses import dataclass
 
-from ..protocol import Task
+from ...protocol import Task
+from ..context import log
+from ..supervision.child import ChildProcess
 from .agent_env import task_environ
 from .agent_group import AgentGroup
-from .child import ChildProcess
-from .context import log
 from .exec_pipes import ExecPipes
 from .outcome import FAIL, Outcome, from_exit
 from .settle import release, settle
@@ -353,7 +353,7 @@ class ExecAgent(AgentGroup):
                 for i, (tid, c) in enumerate(tuple(self.children.items()))]
 
     def state(self, now: float):
-        from .states import AgentState
+        from ..supervision.states import AgentState
         if self.fatal:
             return AgentState.FATAL
         if now < self.paused_until:

@@ -6,12 +6,12 @@ import errno
 import time
 from pathlib import Path
 
-from ..protocol import Task
+from ...protocol import Task
+from ..context import Context
+from ..manifest import AgentSpec
+from ..supervision.states import AgentState
 from .agent_env import agent_environ
 from .agent_log import RotatingLog
-from .context import Context
-from .manifest import AgentSpec
-from .states import AgentState
 
 
 class AgentGroup:

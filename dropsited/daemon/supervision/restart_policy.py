@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from dropsited.daemon.states import AgentState
+from dropsited.daemon.supervision.states import AgentState
 
 EX_CONFIG = 78  # sysexits.h: "configuration error"; restarting cannot help
 RESTART_MODES = ("never", "on-failure", "always")

@@ -3,9 +3,9 @@ shrink, watch for memory and stop."""
 
 from __future__ import annotations
 
+from ..context import log
+from ..supervision.supervised import Supervised
 from .agent_group import AgentGroup
-from .context import log
-from .supervised import Supervised
 
 
 class LongLivedGroup(AgentGroup):

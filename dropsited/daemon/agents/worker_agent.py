@@ -12,14 +12,14 @@ import queue
 import select
 import threading
 
-from ..protocol import Task
-from .child import ChildProcess
-from .context import log
+from ...protocol import Task
+from ..context import log
+from ..supervision.child import ChildProcess
+from ..supervision.states import AgentState
+from ..supervision.supervised import Supervised
 from .long_lived import LongLivedGroup
 from .outcome import FAIL, Outcome, from_reply, parse_reply_line
 from .settle import release, settle
-from .states import AgentState
-from .supervised import Supervised
 
 WRITE_DEADLINE = 60.0  # writing a task to a worker without `timeout` gives up after this
 OVERSIZE = object()  # readline(): a line over the limit was read and thrown away

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import threading
 
+from ..supervision.child import ChildProcess
+from ..supervision.supervised import Supervised
 from .agent_log import pump
-from .child import ChildProcess
 from .long_lived import LongLivedGroup
-from .supervised import Supervised
 
 
 class ServiceAgent(LongLivedGroup):

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import errno
 
-from ..protocol import ClaimLost, DropSiteError, Task
-from ..protocol.errors import InvalidTask
-from ..protocol.store import StorageError
-from ..protocol.workspace import DropSite
-from .context import log, log_limited
+from ...protocol import ClaimLost, DropSiteError, Task
+from ...protocol.errors import InvalidTask
+from ...protocol.store import StorageError
+from ...protocol.workspace import DropSite
+from ..context import log, log_limited
 from .outcome import BLOCK, DONE, FAIL, FEEDBACK, TEMPFAIL, Outcome
 
 # The file system refuses writes for now: nothing about the outcome is wrong.

@@ -13,10 +13,10 @@ import threading
 from collections import deque
 from collections.abc import Callable
 
-from .agent_log import RotatingLog
+from ..agents.agent_log import RotatingLog
+from ..context import Context, log
+from ..manifest import AgentSpec
 from .child import ChildProcess
-from .context import Context, log
-from .manifest import AgentSpec
 from .restart_policy import Backoff, FailureWindow, decide_after_exit
 from .states import AgentState, check_transition
 

@@ -43,8 +43,8 @@ from typing import IO, Any
 
 import psutil
 
-from dropsited.daemon import process_tree
-from dropsited.daemon.process_tree import CHILD_TAG_ENV
+from dropsited.daemon.containment import process_tree
+from dropsited.daemon.containment.process_tree import CHILD_TAG_ENV
 
 PIPE = subprocess.PIPE
 DEVNULL = subprocess.DEVNULL

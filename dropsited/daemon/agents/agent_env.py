@@ -12,7 +12,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from .process_tree import MARKER_ENV as MARKER
+from ..containment.process_tree import MARKER_ENV as MARKER
 
 PASSED_THROUGH = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ",
                   "TMPDIR", "TERM", "SHELL")

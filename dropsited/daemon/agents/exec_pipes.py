@@ -16,8 +16,8 @@ import subprocess
 import time
 from typing import IO, Any
 
+from ..context import log_limited
 from .agent_log import RotatingLog
-from .context import log_limited
 
 READ_CHUNK = 65536
 WRITE_CHUNK = 65536
