@@ -140,7 +140,7 @@ def test_decide_after_exit(kwargs, state, restart, failed):
 
 
 def test_decide_delay_grows_with_failures_in_window():
-    policy = Backoff(initial=1.0, maximum=8.0, factor=2.0)
+    policy = Backoff(initial=1.0, max=8.0, factor=2.0)
     delays = [decide(failures=n, give_up=0, backoff=policy).delay for n in range(6)]
     assert delays == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
 

@@ -19,16 +19,23 @@ from dataclasses import dataclass
 from dropsited.daemon.supervision.states import AgentState
 
 EX_CONFIG = 78  # sysexits.h: "configuration error"; restarting cannot help
-RESTART_MODES = ("never", "on-failure", "always")
+RESTART_MODES = ("always", "on-failure", "never")  # the manifest's `restart:` values
 
 
 @dataclass(frozen=True)
 class Backoff:
-    """Parameters of the exponential restart delay, in seconds."""
+    """The exponential restart delay, in seconds: `initial * factor**n`, capped at `max`.
+
+    The manifest's `backoff:` is one of these (its keys are the field names); the daemon
+    uses others for its own retries (the death watch)."""
 
     initial: float = 1.0
-    maximum: float = 60.0
+    max: float = 60.0
     factor: float = 2.0
+
+    def delay(self, failures: int, rand: float) -> float:
+        """``backoff_delay`` with these parameters."""
+        return backoff_delay(failures, self.initial, self.max, self.factor, rand)
 
 
 @dataclass(frozen=True)
@@ -157,5 +164,5 @@ def decide_after_exit(
     if 0 < give_up_failures <= failures:
         reason = f"{failures} failures in window (limit {give_up_failures})"
         return Decision(AgentState.FATAL, False, 0.0, failed, reason)
-    delay = backoff_delay(failures, backoff.initial, backoff.maximum, backoff.factor, rand)
+    delay = backoff.delay(failures, rand)
     return Decision(AgentState.BACKOFF, True, delay, failed, f"restart in {delay:.2f}s")

@@ -17,7 +17,7 @@ from ..agents.agent_log import RotatingLog
 from ..context import Context, log
 from ..manifest import AgentSpec
 from .child import ChildProcess
-from .restart_policy import Backoff, FailureWindow, decide_after_exit
+from .restart_policy import FailureWindow, decide_after_exit
 from .states import AgentState, check_transition
 
 S = AgentState
@@ -122,12 +122,11 @@ class Supervised:
             self.change_state(S.STOPPED, "restarting")
             self.start()
             return
-        b = self.spec.backoff
         decision = decide_after_exit(
             code if self.child is not None else 1, sig, ran_for, self.spec.restart,
             self.spec.start_seconds, self.stop_requested, self.window.count(now),
             self.spec.give_up.failures, memory_limit_hit=self.memory_hit,
-            backoff=Backoff(b.initial, b.max, b.factor), rand=random.random())
+            backoff=self.spec.backoff, rand=random.random())
         if decision.failed:
             self.window = self.window.record(now)
         self.change_state(decision.state, decision.reason)
