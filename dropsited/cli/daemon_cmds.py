@@ -165,7 +165,7 @@ def logs(agent: str, follow: bool, lines: int, config: Path | None, workspace: P
     """
     from ..daemon.agents import agent_log
 
-    path = _log_path(agent, config, workspace)
+    path = _log_path(agent, config, workspace, agent_log.log_path)
     if not path.exists() and not follow:
         fail(f"{path}: no log yet for agent {agent!r}", 1)
     out = sys.stdout.buffer
@@ -181,7 +181,8 @@ def logs(agent: str, follow: bool, lines: int, config: Path | None, workspace: P
             pass
 
 
-def _log_path(agent: str, config: Path | None, workspace: Path | None) -> Path:
+def _log_path(agent: str, config: Path | None, workspace: Path | None, log_path) -> Path:
+    """The manifest's choice for this agent if a manifest is at hand, else the default."""
     from ..protocol.names import check_agent_name
     check_agent_name(agent)
     if workspace is None and (config is not None or Path(DEFAULT_MANIFEST).exists()):
@@ -189,8 +190,5 @@ def _log_path(agent: str, config: Path | None, workspace: Path | None) -> Path:
         spec = manifest.agent(agent)
         if spec is None:
             fail(f"no agent {agent!r} in {manifest.path}")
-        if spec.log.file is not None:
-            return spec.log.file
-        return manifest.workspace / "agents" / "logs" / f"{agent}.log"
-    ws = workspace or Path(os.environ.get("DROPSITE_WORKSPACE", "."))
-    return ws / "agents" / "logs" / f"{agent}.log"
+        return log_path(manifest.workspace, agent, spec.log.file)
+    return log_path(workspace or Path(os.environ.get("DROPSITE_WORKSPACE", ".")), agent)

@@ -8,7 +8,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from ..protocol import DropSite
 from .containment.death_watch import DeathWatch
@@ -26,7 +25,6 @@ class Context:
 
     ds: DropSite
     marker: str
-    log_dir: Path
     events: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     clock: Callable[[], float] = time.monotonic
     draining: bool = False

@@ -115,7 +115,7 @@ class Daemon:
         for line in self.ds.recover():
             log.info("recovery: %s", line)
         marker = DaemonMarker.for_current_process(ws).format()
-        self.ctx = Context(self.ds, marker, ws / "agents" / "logs")
+        self.ctx = Context(self.ds, marker)
         self.death_watch = self.ctx.watch = DeathWatch(marker)
         self._keep_death_watch()
         self.identity = daemon_identity(self.manifest.path)

@@ -259,6 +259,10 @@ class DropSite:
         found = self.store.locate(task.id, ("active",))
         return "active", found.name if found else f"{task.id}.json"
 
+    def held_path(self, task: Task) -> Path:
+        """The path of a held task's file (an exec agent's `{task_file}`), named by `_held`."""
+        return self.store.path(*self._held(task))
+
     def _leave_active(self, task: Task, dest: str) -> str:
         check_task_id(task.id)  # a hand-made Task(id="../x") must not name a path
         try:

@@ -33,7 +33,7 @@ def test_main_thread_readers_survive_slot_threads_adding_children(tmp_path: Path
     manifest = parse_manifest("workspace: ws\nagents:\n  - {name: a, command: 'true'}\n",
                               tmp_path / "agents.yaml", environ={})
     ds = DropSite(tmp_path / "ws", durable=False)
-    agent = ExecAgent(manifest.agents[0], Context(ds, "marker", tmp_path / "logs"))
+    agent = ExecAgent(manifest.agents[0], Context(ds, "marker"))
     stop = threading.Event()
 
     def churn() -> None:  # what slot threads do: children come and go

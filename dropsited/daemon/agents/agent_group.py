@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import errno
 import time
-from pathlib import Path
 
 from ...protocol import Task
 from ..context import Context
 from ..manifest import AgentSpec
 from ..supervision.states import AgentState
 from .agent_env import agent_environ
-from .agent_log import RotatingLog
+from .agent_log import LOG_FOLDER, RotatingLog, log_path
 
 
 class AgentGroup:
@@ -33,10 +32,6 @@ class AgentGroup:
         self.tasks_failed = 0
         self.last_error = ""
         self.started_wall = time.time()
-
-    @staticmethod
-    def log_path(spec: AgentSpec, ctx: Context) -> Path:
-        return spec.log.file if spec.log.file is not None else ctx.log_dir / f"{spec.name}.log"
 
     @property
     def name(self) -> str:
@@ -122,13 +117,10 @@ class AgentGroup:
         self.log_file.close()
 
 
-LOG_FOLDER = "agents/logs"
-
-
 def open_agent_log(spec: AgentSpec, ctx: Context) -> RotatingLog:
     """The agent's log: in the workspace's agents/logs/ (made 0755 and opened without
     following links), or the manifest's `log.file`, which its author chose."""
-    path = AgentGroup.log_path(spec, ctx)
+    path = log_path(ctx.ds.workspace, spec.name, spec.log.file)
     store = ctx.ds.store
     if spec.log.file is not None:
         return RotatingLog(path, spec.log.max_bytes, spec.log.backups)

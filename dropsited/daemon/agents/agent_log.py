@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import IO, Any
 
 LOG_MODE = 0o640  # agent output may hold secrets: not for every local user
+LOG_FOLDER = "agents/logs"  # in the workspace, unless the manifest's `log.file` says where
 _OPEN_LOG = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def log_path(workspace: Path, agent: str, chosen: Path | None = None) -> Path:
+    """Where an agent's log is: the manifest's `log.file` if it chose one, else
+    <workspace>/agents/logs/<agent>.log (for the daemon, `dropsited logs` and the docs)."""
+    return chosen if chosen is not None else workspace / LOG_FOLDER / f"{agent}.log"
 
 
 class RotatingLog:

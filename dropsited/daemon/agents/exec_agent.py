@@ -161,7 +161,7 @@ class ExecAgent(AgentGroup):
         return child
 
     def _spawn(self, task: Task) -> ChildProcess | None:
-        task_file = self.ctx.ds.workspace / "active" / task.holder.file_name(task.id)
+        task_file = self.ctx.ds.held_path(task)
         use_stdin = self.spec.input == "stdin"
         try:
             with self.ctx.spawn_lock:

@@ -9,12 +9,11 @@ object (see docs/PROTOCOL.md, "The agent contract").
 from __future__ import annotations
 
 import json
-import signal
 from dataclasses import dataclass, field
 from typing import Any
 
-EX_TEMPFAIL = 75
-EX_CONFIG = 78
+from ..supervision.exits import EX_TEMPFAIL, exit_details, exit_text
+
 RESERVED_KEY = "_dropsite"
 STDERR_TAIL_LINES = 20
 MAX_RESULT_TEXT = 64 * 1024
@@ -44,35 +43,21 @@ def from_exit(returncode: int, stdout: bytes, stderr: bytes, timed_out: bool = F
     """Map one exec run to an Outcome (Popen's negative returncode means a signal)."""
     tail = stderr_tail(stderr)
     if timed_out:
-        return Outcome(FAIL, error=f"timeout: killed after {timeout:g}s",
-                       details={"reason": "timeout", "stderr": tail})
+        return timed_out_after(timeout, stderr=tail)
     if returncode == 0:
         return from_stdout(stdout)
     if returncode == EX_TEMPFAIL:
         return Outcome(TEMPFAIL, error=tail or "agent asked to retry later (exit 75)",
                        details={"exit_code": returncode})
-    return Outcome(FAIL, error=_describe_exit(returncode, tail),
-                   details={**_exit_details(returncode), "stderr": tail})
-
-
-def _exit_details(returncode: int) -> dict:
-    if returncode < 0:
-        return {"signal": _signal_name(-returncode)}
-    return {"exit_code": returncode}
-
-
-def _describe_exit(returncode: int, tail: str) -> str:
-    head = (f"killed by {_signal_name(-returncode)}" if returncode < 0
-            else f"exit status {returncode}")
     last = tail.splitlines()[-1] if tail else ""
-    return f"{head}: {last}" if last else head
+    return Outcome(FAIL, error=exit_text(returncode, last),
+                   details={**exit_details(returncode), "stderr": tail})
 
 
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
+def timed_out_after(seconds: float | None, stderr: str | None = None) -> Outcome:
+    """A task past its `timeout`, an exec process's or a worker's: a failed attempt."""
+    details = {"reason": "timeout"} if stderr is None else {"reason": "timeout", "stderr": stderr}
+    return Outcome(FAIL, error=f"timeout: killed after {seconds:g}s", details=details)
 
 
 def from_stdout(stdout: bytes) -> Outcome:

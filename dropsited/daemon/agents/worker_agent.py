@@ -15,10 +15,18 @@ import threading
 from ...protocol import Task
 from ..context import log
 from ..supervision.child import ChildProcess
+from ..supervision.exits import exit_details, exit_text
 from ..supervision.states import AgentState
 from ..supervision.supervised import Supervised
 from .long_lived import LongLivedGroup
-from .outcome import FAIL, Outcome, from_reply, parse_reply_line
+from .outcome import (
+    FAIL,
+    STDERR_TAIL_LINES,
+    Outcome,
+    from_reply,
+    parse_reply_line,
+    timed_out_after,
+)
 from .settle import release, settle
 
 WRITE_DEADLINE = 60.0  # writing a task to a worker without `timeout` gives up after this
@@ -168,8 +176,7 @@ class WorkerInstance(Supervised):
             if line is None:
                 if deadline is not None and self.ctx.clock() >= deadline:
                     self.ctx.post("restart", self.group.name, self.index)
-                    return Outcome(FAIL, error=f"timeout: killed after {timeout:g}s",
-                                   details={"reason": "timeout"})
+                    return timed_out_after(timeout)
                 continue
             if line is OVERSIZE:
                 self.log_file.write(b"[stdout line over the size limit, dropped]\n")
@@ -203,12 +210,9 @@ class WorkerInstance(Supervised):
             code = child.popen.wait(timeout=2.0)
         except Exception:
             code = None
-        tail = "\n".join(list(self.stderr_tail)[-20:])
-        what = (f"killed by signal {-code}" if code is not None and code < 0
-                else f"exit status {code}")
-        return Outcome(FAIL, error=f"worker died mid-task ({what})",
-                       details={"exit_code" if code is None or code >= 0 else "signal":
-                                code if code is None or code >= 0 else -code, "stderr": tail})
+        tail = "\n".join(list(self.stderr_tail)[-STDERR_TAIL_LINES:])
+        return Outcome(FAIL, error=f"worker died mid-task ({exit_text(code)})",
+                       details={**exit_details(code), "stderr": tail})
 
 
 class WorkerAgent(LongLivedGroup):

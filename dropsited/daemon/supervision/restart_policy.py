@@ -16,9 +16,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from dropsited.daemon.supervision.states import AgentState
+from .exits import EX_CONFIG
+from .states import AgentState
 
-EX_CONFIG = 78  # sysexits.h: "configuration error"; restarting cannot help
 RESTART_MODES = ("always", "on-failure", "never")  # the manifest's `restart:` values
 
 

@@ -17,6 +17,7 @@ from ..agents.agent_log import RotatingLog
 from ..context import Context, log
 from ..manifest import AgentSpec
 from .child import ChildProcess
+from .exits import exit_text
 from .restart_policy import FailureWindow, decide_after_exit
 from .states import AgentState, check_transition
 
@@ -112,8 +113,7 @@ class Supervised:
             pass  # the stop signal was ours; over_memory already recorded why
         elif code not in (0, None) or sig is not None:
             tail = self.stderr_tail[-1] if self.stderr_tail else ""
-            what = f"killed by signal {sig}" if sig is not None else f"exit status {code}"
-            self.last_error = f"{what}: {tail}" if tail else what
+            self.last_error = exit_text(child.returncode, tail)
         self._after_exit(code, sig, child.ran_for())
 
     def _after_exit(self, code: int | None, sig: int | None, ran_for: float) -> None:
