@@ -8,8 +8,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..protocol import DropSite
+
+if TYPE_CHECKING:
+    from .events import Event
 from .containment.death_watch import DeathWatch
 
 log = logging.getLogger("dropsited")
@@ -34,7 +38,8 @@ class Context:
     # for children nobody holds: a child between the two is never taken for an orphan.
     spawn_lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def post(self, *event: object) -> None:
+    def post(self, event: Event) -> None:
+        """Tell the loop (from any thread): one of the frozen values of events.py."""
         self.events.put(event)
 
     def watch_up(self) -> bool:

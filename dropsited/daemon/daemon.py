@@ -8,12 +8,15 @@ reaps dead holders, dispatches tasks and publishes status.
 
 from __future__ import annotations
 
+import enum
 import os
 import queue
 import signal
 import stat
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -36,6 +39,7 @@ from .containment.process_tree import (
 )
 from .context import Context, log, log_limited
 from .dispatch.inbox_watch import InboxWatcher
+from .events import Event, Finished, Hint, ReapNow, RestartInstance, Signal, SpawnFailed
 from .manifest import AgentSpec, Manifest, ManifestError, load_manifest
 from .status import DaemonLock, daemon_identity, write_agent_record, write_daemon_record
 
@@ -49,6 +53,15 @@ TEMP_SWEEP_INTERVAL = 60.0  # abandoned (or forged) temp files in inbox/
 TEMP_SWEEP_ALL_INTERVAL = 3600.0  # ... and in every folder (done/ may be huge)
 DEATH_WATCH_INTERVAL = 1.0  # a check besides SIGCHLD; failed starts back off (2 s .. 60 s)
 GROUPS = {"exec": ExecAgent, "worker": WorkerAgent, "service": ServiceAgent}
+
+
+class DaemonState(enum.Enum):
+    """The daemon's own life, as daemon.json and `dropsited status` show it."""
+
+    STARTING = "starting"
+    RUNNING = "running"  # claiming and dispatching
+    DRAINING = "draining"  # no new claims; running tasks finish, then everything stops
+    STOPPED = "stopped"
 
 
 class Daemon:
@@ -85,7 +98,13 @@ class Daemon:
         self.drain_deadline: float | None = None
         self.stop_now = False
         self.orphans_pending = False
-        self.state = "starting"
+        self.state = DaemonState.STARTING
+        # One handler per event type (events.py): the loop never unpacks a tuple.
+        self.handlers: dict[type, Callable[[Any], None]] = {
+            Hint: self._on_hint, Finished: self._on_finished, SpawnFailed: self._on_spawn_failed,
+            RestartInstance: self._on_restart_instance, ReapNow: lambda _: self._reap(),
+            Signal: self._on_signal_event,
+        }
 
     # -- life cycle ----------------------------------------------------------------
     def run(self) -> int:
@@ -124,10 +143,10 @@ class Daemon:
         for spec in self.manifest.agents:
             self._add_group(spec)
         if self.poll is None:
-            self.watcher = InboxWatcher(ws / "inbox", lambda name: self.ctx.post("hint", name))
+            self.watcher = InboxWatcher(ws / "inbox", lambda name: self.ctx.post(Hint(name)))
             self.watcher.start()
         self.ds.sweep_inbox()
-        self.state = "running"
+        self.state = DaemonState.RUNNING
         self._publish(force=True)
         self.notifier.ready()
         log.info("dropsited ready: %d agents on %s", len(self.groups), ws)
@@ -147,7 +166,7 @@ class Daemon:
             signal.signal(sig, self._on_signal)
 
     def _on_signal(self, signum: int, frame: object) -> None:
-        self.ctx.post("signal", signum)  # act in the loop, never in the handler
+        self.ctx.post(Signal(signum))  # act in the loop, never in the handler
 
     # -- the loop -------------------------------------------------------------------
     def _loop(self) -> None:
@@ -167,15 +186,13 @@ class Daemon:
             for group in self._all_groups():
                 group.tick(now)
             self._periodic(now)
-            if self.state == "running":
+            if self.state is DaemonState.RUNNING:
                 self._dispatch()
             elif self._drain_step(now):
                 return
 
     def _next_wakeup(self) -> float:
-        busy = self.state != "running" or any(
-            i["state"] in ("STARTING", "STOPPING", "BACKOFF")
-            for g in self._all_groups() for i in g.instances(0))
+        busy = self.state is not DaemonState.RUNNING or any(g.busy() for g in self._all_groups())
         wait = 0.1 if busy else REAP_INTERVAL
         if self.poll is not None:
             wait = min(wait, self.poll)  # without events, the rescan timer is the only news
@@ -185,31 +202,29 @@ class Daemon:
         interval = self.notifier.watchdog_interval()
         return min(wait, interval) if interval else wait
 
-    def _apply(self, event: tuple) -> None:
-        kind = event[0]
-        if kind == "hint":
-            if event[1] is None:
-                self.ds.sweep_inbox()
-            else:
-                self.ds.inbox_index().observe(event[1])
-        elif kind == "finished":
-            _, agent, task_id, folder, error = event
-            group = self._owner(agent, task_id)
-            if group is not None:
-                group.finished(task_id, folder, error)
-        elif kind == "spawn_failed":
-            _, agent, task_id, message = event
-            group = self._owner(agent, task_id)
-            if isinstance(group, ExecAgent):
-                group.spawn_failed(task_id, message)
-        elif kind == "restart":
-            group = self.groups.get(event[1])
-            if isinstance(group, WorkerAgent):
-                group.restart_instance(event[2])
-        elif kind == "reap":
-            self._reap()
-        elif kind == "signal":
-            self._on_signal_event(event[1])
+    def _apply(self, event: Event) -> None:
+        self.handlers[type(event)](event)
+
+    def _on_hint(self, event: Hint) -> None:
+        if event.name is None:
+            self.ds.sweep_inbox()
+        else:
+            self.ds.inbox_index().observe(event.name)
+
+    def _on_finished(self, event: Finished) -> None:
+        group = self._owner(event.agent, event.task_id)
+        if group is not None:
+            group.finished(event.task_id, event.settled, event.error)
+
+    def _on_spawn_failed(self, event: SpawnFailed) -> None:
+        group = self._owner(event.agent, event.task_id)
+        if group is not None:
+            group.spawn_failed(event.task_id, event.message)
+
+    def _on_restart_instance(self, event: RestartInstance) -> None:
+        group = self.groups.get(event.agent)
+        if group is not None:
+            group.restart_instance(event.index)
 
     def _owner(self, agent: str, task_id: str) -> AgentGroup | None:
         for group in self._all_groups():
@@ -217,17 +232,18 @@ class Daemon:
                 return group
         return None
 
-    def _on_signal_event(self, signum: int) -> None:
+    def _on_signal_event(self, event: Signal) -> None:
+        signum = event.signum
         if signum == signal.SIGCHLD:
             self._keep_death_watch()  # one waitpid: a killed watch is replaced at once
             self.orphans_pending = True  # handled in _periodic, at most once per interval
-        elif signum == signal.SIGHUP and self.state == "running":
+        elif signum == signal.SIGHUP and self.state is DaemonState.RUNNING:
             self.reload()
         elif signum in (signal.SIGTERM, signal.SIGINT):
-            if self.state == "draining":
+            if self.state is DaemonState.DRAINING:
                 log.warning("second signal: stopping at once, requeueing held tasks")
                 self.stop_now = True
-            elif self.state == "running":
+            elif self.state is DaemonState.RUNNING:
                 self._begin_drain()
 
     # -- timers -----------------------------------------------------------------------
@@ -259,8 +275,7 @@ class Daemon:
         self.notifier.maybe_ping(now)
         self.retiring = [g for g in self.retiring if not self._retired(g)]
         for group in self.groups.values():
-            if hasattr(group, "reap_removed"):
-                group.reap_removed()
+            group.reap_removed()
 
     def _keep_death_watch(self) -> None:
         """Start the death watch if it is not up, backing off after failed starts;
@@ -364,8 +379,7 @@ class Daemon:
     def _add_group(self, spec: AgentSpec) -> None:
         group = GROUPS[spec.mode](spec, self.ctx)
         self.groups[spec.name] = group
-        if hasattr(group, "start"):
-            group.start()
+        group.start()
 
     def _retire(self, group: AgentGroup) -> None:
         group.begin_stop()
@@ -413,9 +427,7 @@ class Daemon:
         elif group.spec.same_except_concurrency(spec):
             log.info("reload: %s concurrency %d -> %d", spec.name, group.spec.concurrency,
                      spec.concurrency)
-            group.spec = spec
-            if hasattr(group, "resize"):
-                group.resize(spec.concurrency)
+            group.resize(spec)
         else:
             log.info("reload: restarting agent %s (definition changed)", spec.name)
             self._retire(self.groups.pop(spec.name))
@@ -424,7 +436,7 @@ class Daemon:
     # -- draining ------------------------------------------------------------------------
     def _begin_drain(self) -> None:
         log.info("draining: no new claims; running tasks have %.0fs to finish", self.grace)
-        self.state = "draining"
+        self.state = DaemonState.DRAINING
         self.ctx.draining = True
         self.notifier.stopping()
         self.drain_deadline = self.ctx.clock() + self.grace
@@ -454,7 +466,7 @@ class Daemon:
         self._release_own_tasks()
         if self.watcher is not None:
             self.watcher.stop()
-        self.state = "stopped"
+        self.state = DaemonState.STOPPED
         self._publish(force=True)
         for group in self._all_groups():
             group.close()
@@ -470,8 +482,8 @@ class Daemon:
                 event = self.ctx.events.get(timeout=0.05)
             except queue.Empty:
                 continue
-            if event[0] == "finished":
-                self._apply(event)
+            if type(event) is Finished:  # only the tasks' ends matter now
+                self._on_finished(event)
 
     def _release_own_tasks(self, reason: str = "daemon stopped",
                            keep: frozenset | set = frozenset()) -> None:
@@ -504,7 +516,7 @@ class Daemon:
         running = sum(1 for g in self.groups.values() if g.state(0).name in ("RUNNING", "STARTING"))
         summary = format_status(running, len(self.groups), counts)
         watch = self.death_watch
-        record = {**self.identity, "state": self.state, "workspace": str(self.ds.workspace),
+        record = {**self.identity, "state": self.state.value, "workspace": str(self.ds.workspace),
                   "agents": sorted(self.groups), "queues": counts, "status": summary,
                   "death_watch_pid": watch.pid if watch and watch.up else None}
         write_daemon_record(self.ds, record)

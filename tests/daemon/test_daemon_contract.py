@@ -198,15 +198,16 @@ def test_agent_records_count_tasks(daemon: RunningDaemon) -> None:
 
 
 def test_exit_75_is_not_counted_as_a_failure_of_the_agent() -> None:
-    """settle() reports a tempfail as 'later', which the agent's record does not count."""
+    """settle() reports a tempfail as LATER, which the agent's record does not count."""
     from dropsited.daemon.agents.agent_group import AgentGroup
+    from dropsited.daemon.agents.settle import Settled
 
     group = AgentGroup.__new__(AgentGroup)
     group.running, group.tasks_done, group.tasks_failed, group.last_error = {"t": None}, 0, 0, ""
-    group.finished("t", "later", "busy, try later")
+    group.finished("t", Settled.LATER, "busy, try later")
     group.running["r"] = None
-    group.finished("r", "inbox", "")  # released on drain
+    group.finished("r", Settled.RELEASED, "")  # released on drain
     assert (group.tasks_failed, group.last_error) == (0, "")
     group.running["f"] = None
-    group.finished("f", "inbox", "exit status 3: boom")
+    group.finished("f", Settled.RETRY, "exit status 3: boom")
     assert (group.tasks_failed, group.last_error) == (1, "exit status 3: boom")

@@ -11,13 +11,15 @@ from ..manifest import AgentSpec
 from ..supervision.states import AgentState
 from .agent_env import agent_environ
 from .agent_log import LOG_FOLDER, RotatingLog, log_path
+from .settle import Settled
 
 
 class AgentGroup:
     """All processes of one manifest entry, and the tasks they hold.
 
-    Subclasses implement `free_slots`, `assign`, `tick`, `begin_stop`,
-    `stopped`, `kill_now` and `instances`.
+    The daemon's loop calls only what is defined here, for every kind of agent, and
+    never asks which kind it holds: a method that means nothing for a kind (resize for
+    an exec agent, restart_instance for a service) does nothing by default.
     """
 
     mode = "?"
@@ -41,50 +43,84 @@ class AgentGroup:
     def tags(self) -> list[str] | None:
         return list(self.spec.tags) if self.spec.tags else None
 
+    # -- life cycle -----------------------------------------------------------------
+    def start(self) -> None:
+        """Start what runs without a task (long-lived processes); called once, when added."""
+
+    def resize(self, spec: AgentSpec) -> None:
+        """Take a definition that differs only in `concurrency` (a reload)."""
+        self.spec = spec
+
+    def tick(self, now: float) -> None:
+        """Advance supervision; called on every loop turn."""
+
+    def check_memory(self) -> None:
+        """Restart (or kill) processes over max_memory."""
+
+    def reap_removed(self) -> None:
+        """Forget processes beyond the concurrency once they have stopped."""
+
+    def begin_stop(self) -> None:
+        """Stop taking tasks and let the running ones finish (called again on every turn
+        of a drain)."""
+
+    def stopped(self) -> bool:
+        """True once nothing of this agent runs and it holds no task."""
+        return not self.running
+
+    def kill_now(self) -> None:
+        """The drain's grace is over: end every process of this agent now."""
+
+    def close(self) -> None:
+        """After it stopped: release what the group holds (its log)."""
+        self.log_file.close()
+
+    # -- tasks ------------------------------------------------------------------------
     def takes_tasks(self) -> bool:
         return True
 
     def free_slots(self) -> int:
-        raise NotImplementedError
+        """Tasks it can start now; nothing is assigned to a group without free slots."""
+        return 0
 
     def prefetch_slots(self) -> int:
         """Tasks it would take beyond its idle processes; only exec agents claim ahead."""
         return 0
 
     def assign(self, task: Task) -> None:
-        raise NotImplementedError
+        raise NotImplementedError(f"{self.mode} agents take no tasks")
 
-    def tick(self, now: float) -> None:
-        """Advance process supervision; default: nothing long-lived to supervise."""
+    def finished(self, task_id: str, settled: Settled, error: str = "") -> None:
+        """Bookkeeping after a task left this agent (main thread, from an event)."""
+        self.running.pop(task_id, None)
+        if settled is Settled.DONE:
+            self.tasks_done += 1
+        elif settled.failed_attempt and error:
+            # a release (drain) has no error and a "later" (exit 75) is not a failure
+            # of the agent
+            self.count_failure(error)
 
-    def begin_stop(self) -> None:
-        raise NotImplementedError
+    def count_failure(self, error: str) -> None:
+        self.tasks_failed += 1
+        self.last_error = error
 
-    def stopped(self) -> bool:
-        raise NotImplementedError
+    def spawn_failed(self, task_id: str, message: str) -> None:
+        """The command could not start for this task, which went back unused."""
+        self.finished(task_id, Settled.RELEASED)
 
-    def kill_now(self) -> None:
-        raise NotImplementedError
+    def restart_instance(self, index: int) -> None:
+        """Restart one process (a worker that did not answer within its timeout)."""
 
-    def check_memory(self) -> None:
-        """Restart processes over max_memory (long-lived modes)."""
-
+    # -- what it reports ------------------------------------------------------------------
     def held_pids(self) -> set[int]:
         return set()
 
     def instances(self, now: float) -> list[dict]:
         return []
 
-    def finished(self, task_id: str, folder: str, error: str = "") -> None:
-        """Bookkeeping after a task left this agent (main thread, from an event)."""
-        self.running.pop(task_id, None)
-        if folder == "done":
-            self.tasks_done += 1
-        elif folder in ("inbox", "failed") and error:
-            # a failed attempt; a release (drain) has no error and a "later"
-            # (exit 75) is not a failure of the agent
-            self.tasks_failed += 1
-            self.last_error = error
+    def busy(self) -> bool:
+        """True while a process is between states: the loop then wakes every 0.1 s."""
+        return any(i["state"] in BETWEEN_STATES for i in self.instances(0))
 
     def state(self, now: float) -> AgentState:
         states = [AgentState[i["state"]] for i in self.instances(now)]
@@ -113,8 +149,9 @@ class AgentGroup:
             "tags": self.tags, "log": str(self.log_file.path),
         }
 
-    def close(self) -> None:
-        self.log_file.close()
+
+# States after which something happens soon by itself (a start, a stop, a restart).
+BETWEEN_STATES = frozenset({"STARTING", "STOPPING", "BACKOFF"})
 
 
 def open_agent_log(spec: AgentSpec, ctx: Context) -> RotatingLog:

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 
 from ...protocol import Task
 from ..context import log
+from ..events import Finished, SpawnFailed
 from ..supervision.child import ChildProcess
 from .agent_env import task_environ
 from .agent_group import AgentGroup
 from .exec_pipes import ExecPipes
-from .outcome import FAIL, Outcome, from_exit
-from .settle import release, settle
+from .outcome import Kind, Outcome, from_exit
+from .settle import Settled, release, settle
 
 POLL_SLICE = 0.25  # how often a running task checks for timeout, drain kill and leftovers
 # Claim ahead only for agents whose last task ran shorter than this (seconds): the
@@ -152,8 +153,7 @@ class ExecAgent(AgentGroup):
             # claimed ahead of its turn, and the daemon is stopping or the agent
             # cannot start: back, unused
             reason = "daemon stopping" if stopping else "agent paused after failed starts"
-            release(self.ctx.ds, task, reason, self.name)
-            self.ctx.post("finished", self.name, task.id, "inbox", "")
+            self.ctx.post(Finished(self.name, task.id, release(self.ctx.ds, task, reason, self.name)))
         else:
             child = self._spawn(task)
         if child is None:
@@ -179,14 +179,15 @@ class ExecAgent(AgentGroup):
             if not isinstance(exc, OSError):
                 log.exception("%s: %s", self.name, message)
             release(self.ctx.ds, task, message, self.name)
-            self.ctx.post("spawn_failed", self.name, task.id, message)
+            self.ctx.post(SpawnFailed(self.name, task.id, message))
             return None
         self.spawn_failures = 0
         return child
 
     def spawn_failed(self, task_id: str, message: str) -> None:
         """A command that cannot start is the agent's fault, not the task's: no attempt used."""
-        self.finished(task_id, "inbox", message)
+        self.finished(task_id, Settled.RELEASED)
+        self.count_failure(message)
         log.error("%s: %s", self.name, message)
         self.spawn_failures += 1
         if self.spawn_failures >= max(1, self.spec.give_up.failures):
@@ -220,22 +221,21 @@ class ExecAgent(AgentGroup):
         task = exited.task
         try:
             if exited.killed:
-                release(self.ctx.ds, task, "daemon stopping", self.name)
-                folder, error = "inbox", ""
+                settled, error = release(self.ctx.ds, task, "daemon stopping", self.name), ""
             else:
                 outcome = self._outcome(exited)
-                folder, error = settle(self.ctx.ds, task, outcome, self.name), outcome.error
+                settled, error = settle(self.ctx.ds, task, outcome, self.name), outcome.error
         except Exception as exc:  # never let a slot thread die silently
             log.exception("%s: recording %s failed", self.name, task.id)
-            folder, error = "error", str(exc)
-        self.ctx.post("finished", self.name, task.id, folder, error)
+            settled, error = Settled.ERROR, str(exc)
+        self.ctx.post(Finished(self.name, task.id, settled, error))
 
     def _outcome(self, exited: _Exited) -> Outcome:
         limit = self.ctx.ds.store.max_task_bytes
         if exited.runner_error:
-            return Outcome(FAIL, error=exited.runner_error, details={"reason": "runner"})
+            return Outcome(Kind.FAIL, error=exited.runner_error, details={"reason": "runner"})
         if exited.out_total > limit and exited.returncode == 0 and not exited.timed_out:
-            return Outcome(FAIL, error=f"result over the size limit: {exited.out_total} bytes "
+            return Outcome(Kind.FAIL, error=f"result over the size limit: {exited.out_total} bytes "
                            f"on stdout, at most {limit} are kept",
                            details={"reason": "result_too_large", "stdout_bytes": exited.out_total})
         return from_exit(exited.returncode, exited.out, exited.err, exited.timed_out,
@@ -290,9 +290,9 @@ class ExecAgent(AgentGroup):
             os.killpg(child.pgid, signal.SIGKILL)
 
     # -- main thread --------------------------------------------------------------
-    def finished(self, task_id: str, folder: str, error: str = "") -> None:
+    def finished(self, task_id: str, settled: Settled, error: str = "") -> None:
         self.children.pop(task_id, None)
-        super().finished(task_id, folder, error)
+        super().finished(task_id, settled, error)
 
     def check_memory(self) -> None:
         if self.spec.max_memory is None:
@@ -313,11 +313,7 @@ class ExecAgent(AgentGroup):
             if task is None:  # close() came first: leave its sentinel for the slots
                 self.queue.put(None)
                 return
-            release(self.ctx.ds, task, "daemon stopping", self.name)
-            self.finished(task.id, "inbox")
-
-    def stopped(self) -> bool:
-        return not self.running
+            self.finished(task.id, release(self.ctx.ds, task, "daemon stopping", self.name))
 
     def kill_now(self) -> None:
         self.kill_requested = True

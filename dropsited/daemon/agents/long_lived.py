@@ -39,9 +39,10 @@ class LongLivedGroup(AgentGroup):
                 log.warning("%s: over max_memory, restarting", proc.name)
                 proc.over_memory()
 
-    def resize(self, concurrency: int) -> None:
+    def resize(self, spec) -> None:
         """Scale without touching the instances that stay (supervisor #1154, circus #997)."""
-        while len(self.procs) < concurrency:
+        self.spec = spec
+        while len(self.procs) < spec.concurrency:
             proc = self._new(len(self.procs))
             self.procs.append(proc)
             proc.start()

@@ -8,6 +8,7 @@ object (see docs/PROTOCOL.md, "The agent contract").
 
 from __future__ import annotations
 
+import enum
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,15 +19,27 @@ RESERVED_KEY = "_dropsite"
 STDERR_TAIL_LINES = 20
 MAX_RESULT_TEXT = 64 * 1024
 
-DONE, TEMPFAIL, FAIL, FEEDBACK, BLOCK = "done", "tempfail", "fail", "feedback", "block"
-KINDS = (DONE, TEMPFAIL, FAIL, FEEDBACK, BLOCK)
+
+class Kind(enum.Enum):
+    """What an agent said about its task; the values are the reply's `status` words."""
+
+    DONE = "done"  # finished: the result goes with it to done/
+    TEMPFAIL = "tempfail"  # later, without using an attempt (exit 75)
+    FAIL = "fail"  # a failed attempt: retried with backoff, or failed/
+    FEEDBACK = "feedback"  # a question for a human: feedback/
+    BLOCK = "block"  # waiting on something outside the queue: blocked/
+
+
+# Other words agents use for a status, as the reference page's examples do.
+_SYNONYMS = {"failed": Kind.FAIL, "error": Kind.FAIL, "retry": Kind.TEMPFAIL,
+             "blocked": Kind.BLOCK}
 
 
 @dataclass(frozen=True)
 class Outcome:
     """What should happen to the task after an agent handled it."""
 
-    kind: str
+    kind: Kind
     result: dict | None = None
     error: str = ""
     question: Any = None
@@ -47,24 +60,24 @@ def from_exit(returncode: int, stdout: bytes, stderr: bytes, timed_out: bool = F
     if returncode == 0:
         return from_stdout(stdout)
     if returncode == EX_TEMPFAIL:
-        return Outcome(TEMPFAIL, error=tail or "agent asked to retry later (exit 75)",
+        return Outcome(Kind.TEMPFAIL, error=tail or "agent asked to retry later (exit 75)",
                        details={"exit_code": returncode})
     last = tail.splitlines()[-1] if tail else ""
-    return Outcome(FAIL, error=exit_text(returncode, last),
+    return Outcome(Kind.FAIL, error=exit_text(returncode, last),
                    details={**exit_details(returncode), "stderr": tail})
 
 
 def timed_out_after(seconds: float | None, stderr: str | None = None) -> Outcome:
     """A task past its `timeout`, an exec process's or a worker's: a failed attempt."""
     details = {"reason": "timeout"} if stderr is None else {"reason": "timeout", "stderr": stderr}
-    return Outcome(FAIL, error=f"timeout: killed after {seconds:g}s", details=details)
+    return Outcome(Kind.FAIL, error=f"timeout: killed after {seconds:g}s", details=details)
 
 
 def from_stdout(stdout: bytes) -> Outcome:
     """exit 0: a JSON object is the result as is; other text is wrapped; `_dropsite` is a reply."""
     text = stdout.decode("utf-8", "replace").strip()
     if not text:
-        return Outcome(DONE, result={})
+        return Outcome(Kind.DONE, result={})
     try:
         value = json.loads(text)
     except (ValueError, RecursionError):
@@ -73,10 +86,10 @@ def from_stdout(stdout: bytes) -> Outcome:
         reply = value.get(RESERVED_KEY)
         if isinstance(reply, dict):
             return from_reply(reply)
-        return Outcome(DONE, result=value)
+        return Outcome(Kind.DONE, result=value)
     if len(text) > MAX_RESULT_TEXT:
-        return Outcome(DONE, result={"output": text[:MAX_RESULT_TEXT], "truncated": True})
-    return Outcome(DONE, result={"output": text})
+        return Outcome(Kind.DONE, result={"output": text[:MAX_RESULT_TEXT], "truncated": True})
+    return Outcome(Kind.DONE, result={"output": text})
 
 
 def from_reply(reply: dict) -> Outcome:
@@ -85,26 +98,37 @@ def from_reply(reply: dict) -> Outcome:
     Without a `status`, the whole object (less `id`) is the result of a done task.
     """
     status = reply.get("status")
-    if status is None or status == DONE and "result" not in reply:
-        return Outcome(DONE, result={k: v for k, v in reply.items() if k not in ("id", "status")})
-    if status == DONE:
+    kind = _kind_of(status)
+    if status is None or kind is Kind.DONE and "result" not in reply:
+        return Outcome(Kind.DONE, result={k: v for k, v in reply.items() if k not in ("id", "status")})
+    if kind is Kind.DONE:
         result = reply.get("result")
-        return Outcome(DONE, result=result if isinstance(result, dict) or result is None
+        return Outcome(Kind.DONE, result=result if isinstance(result, dict) or result is None
                        else {"value": result})
-    if status in (FAIL, "failed", "error"):
-        return Outcome(FAIL, error=str(reply.get("error") or "agent reported failure"))
-    if status in (TEMPFAIL, "retry"):
-        return Outcome(TEMPFAIL, error=str(reply.get("error") or "agent asked to retry later"))
-    if status == FEEDBACK:
+    if kind is Kind.FAIL:
+        return Outcome(Kind.FAIL, error=str(reply.get("error") or "agent reported failure"))
+    if kind is Kind.TEMPFAIL:
+        return Outcome(Kind.TEMPFAIL, error=str(reply.get("error") or "agent asked to retry later"))
+    if kind is Kind.FEEDBACK:
         # The request keeps every field the agent sent (question, draft, options...),
         # the shape of the reference page's request_feedback(task, {...}).
         request = {k: v for k, v in reply.items() if k not in ("id", "status")}
         if set(request) == {"question"}:
             request = request["question"]
-        return Outcome(FEEDBACK, question=request)
-    if status in (BLOCK, "blocked"):
-        return Outcome(BLOCK, error=str(reply.get("reason") or "blocked by agent"))
-    return Outcome(FAIL, error=f"agent replied with unknown status {str(status)[:40]!r}")
+        return Outcome(Kind.FEEDBACK, question=request)
+    if kind is Kind.BLOCK:
+        return Outcome(Kind.BLOCK, error=str(reply.get("reason") or "blocked by agent"))
+    return Outcome(Kind.FAIL, error=f"agent replied with unknown status {str(status)[:40]!r}")
+
+
+def _kind_of(status: Any) -> Kind | None:
+    """The Kind a reply's `status` names; None for anything else (a number, a list...)."""
+    if not isinstance(status, str):
+        return None
+    try:
+        return Kind(status)
+    except ValueError:
+        return _SYNONYMS.get(status)
 
 
 def parse_reply_line(line: bytes) -> dict | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 
+from ..events import ReapNow
 from ..supervision.child import ChildProcess
 from ..supervision.supervised import Supervised
 from .agent_log import pump
@@ -20,7 +21,7 @@ class ServiceAgent(LongLivedGroup):
     def _new(self, index: int) -> Supervised:
         proc = Supervised(self.spec, self.ctx, self.env, self.log_file, index, stdin_pipe=False)
         proc.on_spawn = self._pump_stdout
-        proc.on_exit = lambda child: self.ctx.post("reap")
+        proc.on_exit = lambda child: self.ctx.post(ReapNow())
         return proc
 
     def _pump_stdout(self, child: ChildProcess) -> None:
@@ -29,6 +30,3 @@ class ServiceAgent(LongLivedGroup):
 
     def takes_tasks(self) -> bool:
         return False
-
-    def free_slots(self) -> int:
-        return 0

@@ -9,6 +9,7 @@ permissions) leaves the task held, for the daemon to release once writes work ag
 
 from __future__ import annotations
 
+import enum
 import errno
 
 from ...protocol import ClaimLost, DropSiteError, Task
@@ -16,62 +17,81 @@ from ...protocol.errors import InvalidTask
 from ...protocol.store import StorageError
 from ...protocol.workspace import DropSite
 from ..context import log, log_limited
-from .outcome import BLOCK, DONE, FAIL, FEEDBACK, TEMPFAIL, Outcome
+from .outcome import Kind, Outcome
 
 # The file system refuses writes for now: nothing about the outcome is wrong.
 TRANSIENT = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM,
                        errno.EIO, errno.EMFILE, errno.ENFILE, errno.ENOMEM})
 
 
-def settle(ds: DropSite, task: Task, outcome: Outcome, agent: str) -> str:
-    """Record the outcome; returns the folder the task went to ('lost' if the claim was
-    lost, 'later' for a temporary failure, 'error' if nothing could be written now)."""
+class Settled(enum.Enum):
+    """Where a task went when it left its agent, as the agent's counters see it."""
+
+    DONE = "done"
+    FEEDBACK = "feedback"
+    BLOCKED = "blocked"
+    RETRY = "inbox"  # a failed attempt; it runs again after its backoff
+    FAILED = "failed"  # a failed attempt, the last one
+    LATER = "later"  # a temporary failure (exit 75): not a failure of the agent
+    RELEASED = "released"  # given back unused (drain, a spawn that failed, claimed ahead)
+    LOST = "lost"  # the claim was lost meanwhile; the result is in late-results.jsonl
+    ERROR = "error"  # nothing could be written now (disk full): still held, released later
+
+    @property
+    def failed_attempt(self) -> bool:
+        return self in (Settled.RETRY, Settled.FAILED)
+
+
+def settle(ds: DropSite, task: Task, outcome: Outcome, agent: str) -> Settled:
+    """Record the outcome; returns where the task went (LOST if the claim was lost, LATER
+    for a temporary failure, ERROR if nothing could be written now)."""
     try:
         try:
             return _apply(ds, task, outcome)
         except (InvalidTask, StorageError, DropSiteError) as exc:
-            if isinstance(exc, ClaimLost) or _transient(exc) or outcome.kind == FAIL and \
+            if isinstance(exc, ClaimLost) or _transient(exc) or outcome.kind is Kind.FAIL and \
                     not isinstance(exc, InvalidTask):
                 raise
-            unstorable = Outcome(FAIL, error=f"outcome could not be stored: {exc}",
+            unstorable = Outcome(Kind.FAIL, error=f"outcome could not be stored: {exc}",
                                  details={"reason": "unstorable_outcome"})
             log.warning("%s: %s: %s; counted as a failed attempt", agent, task.id, exc)
             return _apply(ds, task, unstorable)
     except ClaimLost as exc:
         log.warning("%s: %s; result kept in late-results.jsonl", agent, exc)
-        return "lost"
+        return Settled.LOST
     except DropSiteError as exc:
         # Disk full or similar: the task stays in active/ under the daemon's
         # name and the daemon requeues it once writes succeed again; never lost.
         # Logged once a minute, not once per task, while the condition lasts.
         log_limited("storage", f"{agent}: could not record outcome of {task.id}: {exc}")
-        return "error"
+        return Settled.ERROR
 
 
-def _apply(ds: DropSite, task: Task, outcome: Outcome) -> str:
-    if outcome.kind == DONE:
+def _apply(ds: DropSite, task: Task, outcome: Outcome) -> Settled:
+    if outcome.kind is Kind.DONE:
         ds.complete(task, outcome.result or {})
-        return "done"
-    if outcome.kind == FEEDBACK:
+        return Settled.DONE
+    if outcome.kind is Kind.FEEDBACK:
         ds.request_feedback(task, outcome.question)
-        return "feedback"
-    if outcome.kind == BLOCK:
+        return Settled.FEEDBACK
+    if outcome.kind is Kind.BLOCK:
         ds.block(task, outcome.error)
-        return "blocked"
-    folder = ds.fail(task, outcome.error, tempfail=outcome.kind == TEMPFAIL,
-                     details=outcome.details)
-    return "later" if outcome.kind == TEMPFAIL else folder  # not a failure of the agent
+        return Settled.BLOCKED
+    later = outcome.kind is Kind.TEMPFAIL
+    folder = ds.fail(task, outcome.error, tempfail=later, details=outcome.details)
+    return Settled.LATER if later else Settled(folder)
 
 
 def _transient(exc: Exception) -> bool:
     return isinstance(exc, StorageError) and exc.errno in TRANSIENT
 
 
-def release(ds: DropSite, task: Task, reason: str, agent: str) -> None:
-    """Give a task back without using an attempt (drain, spawn failure)."""
+def release(ds: DropSite, task: Task, reason: str, agent: str) -> Settled:
+    """Give a task back without using an attempt (drain, spawn failure): RELEASED."""
     try:
         ds.release(task, reason)
     except ClaimLost:
         pass
     except DropSiteError as exc:
         log.error("%s: could not release %s: %s", agent, task.id, exc)
+    return Settled.RELEASED

@@ -14,20 +14,14 @@ import threading
 
 from ...protocol import Task
 from ..context import log
+from ..events import Finished, RestartInstance
 from ..supervision.child import ChildProcess
 from ..supervision.exits import exit_details, exit_text
 from ..supervision.states import AgentState
 from ..supervision.supervised import Supervised
 from .long_lived import LongLivedGroup
-from .outcome import (
-    FAIL,
-    STDERR_TAIL_LINES,
-    Outcome,
-    from_reply,
-    parse_reply_line,
-    timed_out_after,
-)
-from .settle import release, settle
+from .outcome import STDERR_TAIL_LINES, Kind, Outcome, from_reply, parse_reply_line, timed_out_after
+from .settle import Settled, release, settle
 
 WRITE_DEADLINE = 60.0  # writing a task to a worker without `timeout` gives up after this
 OVERSIZE = object()  # readline(): a line over the limit was read and thrown away
@@ -130,15 +124,15 @@ class WorkerInstance(Supervised):
         os.set_blocking(child.popen.stdin.fileno(), False)
         while (task := inbox.get()) is not None:
             try:
-                folder, error = self._one(child, reader, task)
+                settled, error = self._one(child, reader, task)
             except Exception as exc:  # never let the I/O thread die with a task in hand
                 log.exception("%s: talking to the worker about %s failed", self.name, task.id)
-                outcome = Outcome(FAIL, error=f"the daemon could not run this task: {exc}")
-                folder, error = settle(self.ctx.ds, task, outcome, self.group.name), outcome.error
-            self.ctx.post("finished", self.group.name, task.id, folder, error)
+                outcome = Outcome(Kind.FAIL, error=f"the daemon could not run this task: {exc}")
+                settled, error = settle(self.ctx.ds, task, outcome, self.group.name), outcome.error
+            self.ctx.post(Finished(self.group.name, task.id, settled, error))
         child.popen.stdout.close()
 
-    def _one(self, child: ChildProcess, reader: LineReader, task: Task) -> tuple[str, str]:
+    def _one(self, child: ChildProcess, reader: LineReader, task: Task) -> tuple[Settled, str]:
         timeout = self.spec.timeout
         started = self.ctx.clock()
         deadline = None if timeout is None else started + timeout
@@ -148,21 +142,18 @@ class WorkerInstance(Supervised):
             sent = write_all(child.popen.stdin.fileno(), line, write_by, self.ctx.clock,
                              lambda: self.group.kill_requested)
         except (BrokenPipeError, OSError, ValueError):
-            release(self.ctx.ds, task, "worker was not accepting input", self.group.name)
-            return "inbox", ""
+            return release(self.ctx.ds, task, "worker was not accepting input", self.group.name), ""
         if not sent:
             if self.group.kill_requested:
-                release(self.ctx.ds, task, "daemon stopping", self.group.name)
-                return "inbox", ""
-            self.ctx.post("restart", self.group.name, self.index)
+                return release(self.ctx.ds, task, "daemon stopping", self.group.name), ""
+            self.ctx.post(RestartInstance(self.group.name, self.index))
             waited = write_by - started
-            outcome = Outcome(FAIL, error=f"timeout: the worker did not read its task within "
+            outcome = Outcome(Kind.FAIL, error=f"timeout: the worker did not read its task within "
                               f"{waited:g}s; restarted", details={"reason": "timeout"})
             return settle(self.ctx.ds, task, outcome, self.group.name), outcome.error
         outcome = self._await_reply(child, reader, task, deadline)
         if outcome is None:  # daemon stopping at once
-            release(self.ctx.ds, task, "daemon stopping", self.group.name)
-            return "inbox", ""
+            return release(self.ctx.ds, task, "daemon stopping", self.group.name), ""
         return settle(self.ctx.ds, task, outcome, self.group.name), outcome.error
 
     def _await_reply(self, child: ChildProcess, reader: LineReader, task: Task,
@@ -175,12 +166,12 @@ class WorkerInstance(Supervised):
             line = reader.readline(wait)
             if line is None:
                 if deadline is not None and self.ctx.clock() >= deadline:
-                    self.ctx.post("restart", self.group.name, self.index)
+                    self.ctx.post(RestartInstance(self.group.name, self.index))
                     return timed_out_after(timeout)
                 continue
             if line is OVERSIZE:
                 self.log_file.write(b"[stdout line over the size limit, dropped]\n")
-                return Outcome(FAIL, error=f"reply over the size limit "
+                return Outcome(Kind.FAIL, error=f"reply over the size limit "
                                f"({reader.max_line} bytes)", details={"reason": "result_too_large"})
             if line == b"" and reader.eof:
                 if self.group.kill_requested:
@@ -211,7 +202,7 @@ class WorkerInstance(Supervised):
         except Exception:
             code = None
         tail = "\n".join(list(self.stderr_tail)[-STDERR_TAIL_LINES:])
-        return Outcome(FAIL, error=f"worker died mid-task ({exit_text(code)})",
+        return Outcome(Kind.FAIL, error=f"worker died mid-task ({exit_text(code)})",
                        details={**exit_details(code), "stderr": tail})
 
 
@@ -240,11 +231,11 @@ class WorkerAgent(LongLivedGroup):
         self.running[task.id] = task
         worker.give(task)
 
-    def finished(self, task_id: str, folder: str, error: str = "") -> None:
+    def finished(self, task_id: str, settled: Settled, error: str = "") -> None:
         for worker in self.procs:
             if worker.current is not None and worker.current.id == task_id:
                 worker.current = None
-        super().finished(task_id, folder, error)
+        super().finished(task_id, settled, error)
 
     def restart_instance(self, index: int) -> None:
         for worker in self.procs:

@@ -1,0 +1,62 @@
+"""What threads and signal handlers tell the daemon's loop: small frozen values.
+
+Only the loop's thread changes the daemon's state. A slot thread, an I/O thread, the
+inbox watcher or a signal handler posts one of these to `Context.events`; the loop
+takes them in order and hands each to its handler, looked up by type in one table
+(`Daemon.handlers`), as honcho's manager does with its typed messages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .agents.settle import Settled
+
+
+@dataclass(frozen=True)
+class Hint:
+    """inbox/ changed: `name` is the entry to look at; None asks for a rescan (overflow)."""
+
+    name: str | None
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A task left an agent: where it went, and the error of a failed attempt."""
+
+    agent: str
+    task_id: str
+    settled: Settled
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class SpawnFailed:
+    """An exec agent's command could not start for this task (given back, unused)."""
+
+    agent: str
+    task_id: str
+    message: str
+
+
+@dataclass(frozen=True)
+class RestartInstance:
+    """A worker instance must be restarted: it did not read or answer within the timeout."""
+
+    agent: str
+    index: int
+
+
+@dataclass(frozen=True)
+class ReapNow:
+    """A service agent exited: its claims go back to inbox/ now, not within a second."""
+
+
+@dataclass(frozen=True)
+class Signal:
+    """A signal the daemon received; acted on in the loop, never in the handler."""
+
+    signum: int
+
+
+Event = Hint | Finished | SpawnFailed | RestartInstance | ReapNow | Signal
