@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import os
 import queue
+import random
 import signal
 import stat
 import time
@@ -42,6 +43,7 @@ from .dispatch.inbox_watch import InboxWatcher
 from .events import Event, Finished, Hint, ReapNow, RestartInstance, Signal, SpawnFailed
 from .manifest import AgentSpec, Manifest, ManifestError, load_manifest
 from .status import DaemonLock, daemon_identity, write_agent_record, write_daemon_record
+from .supervision.restart_policy import Backoff
 
 RESCAN_INTERVAL = 5.0
 REAP_INTERVAL = 1.0
@@ -51,7 +53,8 @@ MEMORY_INTERVAL = 5.0
 ORPHAN_INTERVAL = 1.0
 TEMP_SWEEP_INTERVAL = 60.0  # abandoned (or forged) temp files in inbox/
 TEMP_SWEEP_ALL_INTERVAL = 3600.0  # ... and in every folder (done/ may be huge)
-DEATH_WATCH_INTERVAL = 1.0  # a check besides SIGCHLD; failed starts back off (2 s .. 60 s)
+DEATH_WATCH_INTERVAL = 1.0  # a check besides SIGCHLD; failed starts back off:
+WATCH_BACKOFF = Backoff(initial=2.0, max=60.0, factor=2.0)
 GROUPS = {"exec": ExecAgent, "worker": WorkerAgent, "service": ServiceAgent}
 
 
@@ -294,7 +297,7 @@ class Daemon:
             self.watch_failures = 0
         except OSError as exc:
             self.watch_failures += 1
-            self.watch_retry_at = now + min(60.0, 2.0 ** self.watch_failures)
+            self.watch_retry_at = now + WATCH_BACKOFF.delay(self.watch_failures, random.random())
             log_limited("death_watch", f"cannot start the death watch ({exc}): exec agents "
                         "get PR_SET_PDEATHSIG instead")
 

@@ -104,6 +104,10 @@ def decide(code=1, sig=None, ran_for=100.0, restart="always", stopping=False,
         # a stop we requested wins over everything, even exit 78
         (dict(code=EX_CONFIG, stopping=True), S.STOPPED, False, False),
         (dict(code=None, sig=15, stopping=True), S.STOPPED, False, False),
+        # ... and a stop to restart (a worker past its timeout) restarts at once, uncounted
+        (dict(code=None, sig=15, stopping=True, restart_requested=True), S.STOPPED, True, False),
+        (dict(code=EX_CONFIG, stopping=True, restart_requested=True), S.STOPPED, True, False),
+        (dict(code=1, stopping=True, failures=4, restart_requested=True), S.STOPPED, True, False),
         # EX_CONFIG: restarting cannot help
         (dict(code=EX_CONFIG), S.FATAL, False, True),
         (dict(code=EX_CONFIG, restart="never"), S.FATAL, False, True),
@@ -152,6 +156,19 @@ def test_decide_delay_uses_injected_jitter():
 
 def test_decide_clean_restart_without_failures_is_immediate():
     assert decide(code=0, restart="always").delay == 0.0
+    assert decide(code=1, stopping=True, restart_requested=True).delay == 0.0
+
+
+def test_a_restart_request_without_a_stop_is_an_ordinary_exit():
+    """restart_requested only says why a stop was asked for; an exit nobody asked for
+    is judged as any other."""
+    assert decide(code=1, restart_requested=True).state is S.BACKOFF
+
+
+def test_backoff_delay_method_is_the_function():
+    policy = Backoff(0.5, 60.0, 3.0)
+    assert [policy.delay(n, 0.25) for n in range(5)] == [
+        backoff_delay(n, 0.5, 60.0, 3.0, 0.25) for n in range(5)]
 
 
 def test_decide_rejects_unknown_restart_mode():

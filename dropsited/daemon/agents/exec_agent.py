@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import random
 import signal
 import subprocess
 import threading
@@ -14,6 +15,7 @@ from ...protocol import Task
 from ..context import log
 from ..events import Finished, SpawnFailed
 from ..supervision.child import ChildProcess
+from ..supervision.states import AgentState, check_transition
 from .agent_env import task_environ
 from .agent_group import AgentGroup
 from .exec_pipes import ExecPipes
@@ -25,6 +27,7 @@ POLL_SLICE = 0.25  # how often a running task checks for timeout, drain kill and
 # round trip it saves is 1-3 ms, worth having for tasks of a few ms and nothing for
 # longer ones, which then keep at most `concurrency` tasks in active/.
 PREFETCH_BELOW = 0.05
+S = AgentState
 
 
 @dataclass(frozen=True)
@@ -42,16 +45,22 @@ class _Exited:
 
 
 class ExecAgent(AgentGroup):
-    """Runs up to `concurrency` processes at once, each for one task."""
+    """Runs up to `concurrency` processes at once, each for one task.
+
+    The agent as a whole moves through AgentState like a long-lived one: RUNNING while
+    its command starts, BACKOFF (a pause by its `backoff`) after a start that failed,
+    STARTING while the next task tries again, FATAL after `give_up.failures` failed
+    starts in a row, STOPPING then STOPPED on a drain. Its processes are RUNNING.
+    """
 
     mode = "exec"
 
     def __init__(self, spec, ctx) -> None:
         super().__init__(spec, ctx)
+        self.agent_state = S.STOPPED  # changed on the main thread only (change_state)
         self.children: dict[str, ChildProcess] = {}
         self.kill_requested = False
-        self.spawn_failures = 0
-        self.fatal = False
+        self.spawn_failures = 0  # failed starts since the last start that worked
         self.paused_until = 0.0
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
         self.slot_threads = 0
@@ -60,6 +69,24 @@ class ExecAgent(AgentGroup):
         # that lowers concurrency, and tasks claimed ahead must not start extra ones.
         self._permits = threading.Condition()
         self._live = 0
+
+    def change_state(self, new: AgentState, why: str = "") -> None:
+        check_transition(self.agent_state, new)
+        log.info("%s: %s -> %s%s", self.name, self.agent_state.name, new.name,
+                 f" ({why})" if why else "")
+        self.agent_state = new
+
+    def start(self) -> None:
+        self.change_state(S.STARTING)
+        self.change_state(S.RUNNING, "a process starts for each task")
+
+    def tick(self, now: float) -> None:
+        if self.agent_state is S.BACKOFF and now >= self.paused_until:
+            self.change_state(S.STARTING, "pause over: the next task tries again")
+        elif self.agent_state is S.STARTING and self.spawn_failures == 0:
+            self.change_state(S.RUNNING, "the command started")
+        elif self.agent_state is S.STOPPING and not self.running:
+            self.change_state(S.STOPPED)
 
     def free_slots(self) -> int:
         if self._stalled():
@@ -83,7 +110,9 @@ class ExecAgent(AgentGroup):
         return 2 * self.spec.concurrency - len(self.running)
 
     def _stalled(self) -> bool:
-        return self.fatal or self.kill_requested or self.ctx.clock() < self.paused_until
+        """No process may start now (read by slot threads too); a stopping agent still
+        runs what it holds."""
+        return self.kill_requested or self.agent_state in (S.BACKOFF, S.FATAL, S.STOPPED)
 
     def assign(self, task: Task) -> None:
         """Hand `task` to a slot thread, which spawns the agent and waits for it.
@@ -190,11 +219,15 @@ class ExecAgent(AgentGroup):
         self.count_failure(message)
         log.error("%s: %s", self.name, message)
         self.spawn_failures += 1
-        if self.spawn_failures >= max(1, self.spec.give_up.failures):
-            self.fatal = True
-            log.error("%s: FATAL after %d failed starts", self.name, self.spawn_failures)
-        else:
-            self.paused_until = self.ctx.clock() + min(60.0, 2 ** self.spawn_failures * 0.25)
+        if self.agent_state in (S.RUNNING, S.STARTING):  # else already paused, or stopping
+            if self.spawn_failures >= max(1, self.spec.give_up.failures):
+                self.change_state(S.FATAL, f"{self.spawn_failures} failed starts")
+                log.error("%s: FATAL after %d failed starts", self.name, self.spawn_failures)
+            else:
+                self.change_state(S.BACKOFF, "its command did not start")
+        if self.agent_state is S.BACKOFF:  # failures that raced in lengthen the pause
+            delay = self.spec.backoff.delay(self.spawn_failures, random.random())
+            self.paused_until = self.ctx.clock() + delay
 
     # -- slot thread ---------------------------------------------------------------
     def _wait(self, task: Task, child: ChildProcess) -> _Exited:
@@ -305,6 +338,10 @@ class ExecAgent(AgentGroup):
     def begin_stop(self) -> None:
         """Running tasks may finish (kill_now ends them when the grace runs out);
         tasks claimed ahead of a busy process go back to the inbox now, unused."""
+        if self.agent_state in (S.RUNNING, S.STARTING):
+            self.change_state(S.STOPPING)
+        elif self.agent_state is S.BACKOFF:
+            self.change_state(S.STOPPED, "stop requested during the pause")
         while True:
             try:
                 task = self.queue.get_nowait()
@@ -344,14 +381,9 @@ class ExecAgent(AgentGroup):
         super().close()
 
     def instances(self, now: float) -> list[dict]:
-        return [{"index": i, "state": "RUNNING", "pid": c.pid, "task": tid,
+        return [{"index": i, "state": S.RUNNING.name, "pid": c.pid, "task": tid,
                  "uptime": round(c.ran_for(), 1), "restarts": 0, "last_error": ""}
                 for i, (tid, c) in enumerate(tuple(self.children.items()))]
 
-    def state(self, now: float):
-        from ..supervision.states import AgentState
-        if self.fatal:
-            return AgentState.FATAL
-        if now < self.paused_until:
-            return AgentState.BACKOFF
-        return AgentState.RUNNING
+    def state(self, now: float) -> AgentState:
+        return self.agent_state

@@ -134,12 +134,16 @@ def decide_after_exit(
     give_up_failures: int,
     *,
     memory_limit_hit: bool = False,
+    restart_requested: bool = False,
     backoff: Backoff = Backoff(),  # noqa: B008 - frozen, so sharing the default is safe
     rand: float = 0.0,
 ) -> Decision:
     """Decide the next state after one exit, in this order of precedence.
 
-    1. a stop we requested -> STOPPED (whatever the exit code);
+    1. a stop we requested -> STOPPED (whatever the exit code); with
+       ``restart_requested`` (the daemon stopped it to restart it: a worker past its
+       task's timeout) a restart at once, not counted against the agent (the task's
+       attempt is what failed);
     2. exit code 78 (EX_CONFIG) -> FATAL at once;
     3. ``never`` -> EXITED; ``on-failure`` with a clean exit -> EXITED;
     4. failures in the window, this one included, reach ``give_up_failures`` -> FATAL
@@ -152,6 +156,8 @@ def decide_after_exit(
     """
     if restart not in RESTART_MODES:
         raise ValueError(f"restart must be one of {RESTART_MODES}, got {restart!r}")
+    if stopping_requested and restart_requested:
+        return Decision(AgentState.STOPPED, True, 0.0, False, "stopped to restart")
     if stopping_requested:
         return Decision(AgentState.STOPPED, False, 0.0, False, "stopped on request")
     failed = is_failure(exit_code, signal, ran_for, start_seconds, memory_limit_hit)

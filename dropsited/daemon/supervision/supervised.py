@@ -42,7 +42,7 @@ class Supervised:
         self.restarts = 0
         self.last_error = ""
         self.stop_requested = False
-        self.restart_after_stop = False
+        self.restart_requested = False  # the stop is a restart (a worker past its timeout)
         self.memory_hit = False
         self.stderr_tail: deque[str] = deque(maxlen=20)
         self.on_spawn: Callable[[ChildProcess], None] | None = None
@@ -60,7 +60,7 @@ class Supervised:
     # -- starting -----------------------------------------------------------
     def start(self) -> None:
         self.change_state(S.STARTING)
-        self.stop_requested = self.restart_after_stop = self.memory_hit = False
+        self.stop_requested = self.restart_requested = self.memory_hit = False
         try:
             self.child = ChildProcess.spawn(
                 self.spec.argv(), cwd=self.spec.cwd, env=self.env,
@@ -117,15 +117,13 @@ class Supervised:
         self._after_exit(code, sig, child.ran_for())
 
     def _after_exit(self, code: int | None, sig: int | None, ran_for: float) -> None:
+        """Every exit goes through the restart policy; this method only carries it out."""
         now = self.ctx.clock()
-        if self.restart_after_stop and not self.ctx.draining:
-            self.change_state(S.STOPPED, "restarting")
-            self.start()
-            return
         decision = decide_after_exit(
             code if self.child is not None else 1, sig, ran_for, self.spec.restart,
             self.spec.start_seconds, self.stop_requested, self.window.count(now),
             self.spec.give_up.failures, memory_limit_hit=self.memory_hit,
+            restart_requested=self.restart_requested and not self.ctx.draining,
             backoff=self.spec.backoff, rand=random.random())
         if decision.failed:
             self.window = self.window.record(now)
@@ -133,13 +131,15 @@ class Supervised:
         if decision.state == S.FATAL:
             log.error("%s: FATAL: %s; last error: %s", self.name, decision.reason, self.last_error)
         self.next_start = now + decision.delay
+        if decision.state is S.STOPPED and decision.restart:
+            self.start()
 
     # -- stopping -------------------------------------------------------------
     def begin_stop(self, restart: bool = False) -> None:
         """Stop signal to the process group now; SIGKILL after stop_grace (in tick)."""
         if self.state in (S.STARTING, S.RUNNING) and self.child is not None:
             self.stop_requested = True
-            self.restart_after_stop = restart
+            self.restart_requested = restart
             self.change_state(S.STOPPING)
             self.child.begin_stop(self.spec.stop_signal, self.spec.stop_grace)
         elif self.state == S.BACKOFF:
