@@ -1,4 +1,5 @@
-"""What every agent group shares with the daemon loop: the workspace, the event queue, logs."""
+"""What every agent group shares with the daemon loop: the workspace, the event queue,
+the clock, containment, and the daemon's log."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from typing import TYPE_CHECKING
 from ..protocol import DropSite
 
 if TYPE_CHECKING:
+    from .containment.containment import Containment
     from .events import Event
-from .containment.death_watch import DeathWatch
 
 log = logging.getLogger("dropsited")
 
@@ -32,8 +33,8 @@ class Context:
     events: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     clock: Callable[[], float] = time.monotonic
     draining: bool = False
-    # Kills the agents if the daemon dies (death_watch.py); None in unit tests.
-    watch: DeathWatch | None = None
+    # Keeps agents from outliving the daemon (containment/); None in unit tests.
+    containment: Containment | None = None
     # Held while a thread spawns and registers a child, and while the loop looks
     # for children nobody holds: a child between the two is never taken for an orphan.
     spawn_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -44,17 +45,17 @@ class Context:
 
     def watch_up(self) -> bool:
         """True while the death watch runs: exec agents may skip PDEATHSIG's exec."""
-        return self.watch is not None and self.watch.up
+        return self.containment is not None and self.containment.watch_up()
 
     def track(self, pid: int) -> None:
         """An agent was spawned: the death watch kills its group if the daemon dies."""
-        if self.watch is not None:
-            self.watch.register(pid)
+        if self.containment is not None:
+            self.containment.track(pid)
 
     def untrack(self, pid: int) -> None:
         """An agent was reaped: its pid may be reused, so the watch must forget it."""
-        if self.watch is not None:
-            self.watch.forget(pid)
+        if self.containment is not None:
+            self.containment.untrack(pid)
 
 
 _last_logged: dict[str, float] = {}

@@ -1,9 +1,10 @@
-"""The daemon's main loop. It only orchestrates: every decision lives elsewhere.
+"""The daemon's main loop. It only orchestrates: it decides when, others decide what.
 
-One thread (this one) owns all state. Threads that watch files, talk to
-agents or pump logs post events to `ctx.events`; signal handlers do the same.
-The loop wakes on an event or a timer, applies events, advances supervision,
-reaps dead holders, dispatches tasks and publishes status.
+One thread (this one) owns all state. Threads that watch files, talk to agents or
+pump logs post typed events (events.py) to `ctx.events`; signal handlers do the same.
+The loop wakes on an event or a timer, applies events, advances supervision, reaps
+dead holders, dispatches tasks (dispatch/) and publishes status (status.py). Process
+containment is containment/'s, a reload's plan reload.py's, restarts supervision/'s.
 """
 
 from __future__ import annotations
@@ -11,51 +12,36 @@ from __future__ import annotations
 import enum
 import os
 import queue
-import random
 import signal
-import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from ..protocol import DropSite, DropSiteError
-from ..protocol.store import TASK_FOLDERS
 from ..service.defaults import DEFAULT_DRAIN_GRACE
-from ..service.sdnotify import Notifier, format_status
-from .agents.agent_group import AgentGroup
-from .agents.exec_agent import ExecAgent
-from .agents.service_agent import ServiceAgent
-from .agents.worker_agent import WorkerAgent
-from .containment import subreaper
-from .containment.death_watch import DeathWatch
-from .containment.process_tree import (
-    DaemonMarker,
-    descendants,
-    is_alive,
-    signal_all,
-    stop_orphans_from_previous_run,
-)
-from .context import Context, log, log_limited
+from ..service.sdnotify import Notifier
+from . import reload
+from .agents.roster import Roster
+from .containment.containment import Containment
+from .containment.process_tree import DaemonMarker
+from .context import Context, log
+from .dispatch import upkeep
+from .dispatch.dispatcher import dispatch
 from .dispatch.inbox_watch import InboxWatcher
-from .events import Event, Finished, Hint, ReapNow, RestartInstance, Signal, SpawnFailed
-from .manifest import AgentSpec, Manifest, ManifestError, load_manifest
-from .status import DaemonLock, daemon_identity, write_agent_record, write_daemon_record
-from .supervision.restart_policy import Backoff
+from .events import Finished, Hint, ReapNow, RestartInstance, Signal, SpawnFailed
+from .manifest import Manifest
+from .status import DaemonLock, StatusPublisher, daemon_identity
+from .timers import Timers
+from .workspace_checks import modes, warn_if_open, workspace_problems
 
 RESCAN_INTERVAL = 5.0
 REAP_INTERVAL = 1.0
 STATUS_INTERVAL = 10.0
 PUBLISH_INTERVAL = 1.0
 MEMORY_INTERVAL = 5.0
-ORPHAN_INTERVAL = 1.0
 TEMP_SWEEP_INTERVAL = 60.0  # abandoned (or forged) temp files in inbox/
 TEMP_SWEEP_ALL_INTERVAL = 3600.0  # ... and in every folder (done/ may be huge)
-DEATH_WATCH_INTERVAL = 1.0  # a check besides SIGCHLD; failed starts back off:
-WATCH_BACKOFF = Backoff(initial=2.0, max=60.0, factor=2.0)
-GROUPS = {"exec": ExecAgent, "worker": WorkerAgent, "service": ServiceAgent}
 
 
 class DaemonState(enum.Enum):
@@ -77,9 +63,7 @@ class Daemon:
         self.grace = grace
         self.workspace_override = workspace_override
         self.notifier = notifier or Notifier.from_env()
-        # Read before DropSite() tightens the workspace root, so _warn_permissions still
-        # tells the operator it was open.
-        self.modes_at_start = {p: _mode(p) for p in (manifest.workspace, manifest.path)}
+        self.modes_at_start = modes((manifest.workspace, manifest.path))
         options = {} if retry_base is None else {"retry_base": retry_base}
         if corrupt_grace is not None:
             options["corrupt_grace"] = corrupt_grace
@@ -87,26 +71,20 @@ class Daemon:
         # cannot change under it.
         self.ds = DropSite(os.path.realpath(manifest.workspace), durable=durable, **options)
         self.lock = DaemonLock(self.ds.workspace)
-        self.groups: dict[str, AgentGroup] = {}
-        self.retiring: list[AgentGroup] = []
         self.ctx: Context | None = None
-        self.death_watch: DeathWatch | None = None
-        self.watch_failures = 0
-        self.watch_retry_at = 0.0
+        self.agents: Roster | None = None
+        self.containment: Containment | None = None
+        self.status: StatusPublisher | None = None
         self.watcher: InboxWatcher | None = None
-        self.identity: dict = {}
-        self.registered: dict[str, str] = {}
-        self.published: dict[str, dict] = {}
-        self.timers: dict[str, float] = {}
-        self.drain_deadline: float | None = None
+        self.timers: Timers | None = None
+        self.drain_deadline = 0.0
         self.stop_now = False
-        self.orphans_pending = False
         self.state = DaemonState.STARTING
         # One handler per event type (events.py): the loop never unpacks a tuple.
         self.handlers: dict[type, Callable[[Any], None]] = {
             Hint: self._on_hint, Finished: self._on_finished, SpawnFailed: self._on_spawn_failed,
             RestartInstance: self._on_restart_instance, ReapNow: lambda _: self._reap(),
-            Signal: self._on_signal_event,
+            Signal: self._on_signal,
         }
 
     # -- life cycle ----------------------------------------------------------------
@@ -130,72 +108,56 @@ class Daemon:
 
     def _start(self) -> None:
         ws = self.ds.workspace
-        self._warn_permissions()
-        subreaper.become_subreaper()
-        for pid in stop_orphans_from_previous_run(ws):
-            log.warning("stopped agent process %d left by a previous daemon", pid)
+        warn_if_open(self.ds, self.manifest.path, self.modes_at_start)
+        marker = DaemonMarker.for_current_process(ws).format()
+        self.ctx = ctx = Context(self.ds, marker)
+        self.timers = Timers(ctx.clock)
+        self.agents = Roster(ctx)
+        self.containment = ctx.containment = Containment(
+            ws, marker, ctx.clock, ctx.spawn_lock, self.agents.held_pids)
+        self.containment.start()  # before recovery: a previous daemon's agents are stopped
         for line in self.ds.recover():
             log.info("recovery: %s", line)
-        marker = DaemonMarker.for_current_process(ws).format()
-        self.ctx = Context(self.ds, marker)
-        self.death_watch = self.ctx.watch = DeathWatch(marker)
-        self._keep_death_watch()
-        self.identity = daemon_identity(self.manifest.path)
-        self.timers["temps_all"] = self.ctx.clock() + TEMP_SWEEP_ALL_INTERVAL  # recover() did one
-        self._install_signals()
+        self.timers.postpone("temps_all", TEMP_SWEEP_ALL_INTERVAL)  # recover() did one
+        self.status = StatusPublisher(self.ds, self.notifier, daemon_identity(self.manifest.path))
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+            signal.signal(sig, lambda signum, _: ctx.post(Signal(signum)))  # acted on in the loop
         for spec in self.manifest.agents:
-            self._add_group(spec)
+            self.agents.add(spec)
         if self.poll is None:
-            self.watcher = InboxWatcher(ws / "inbox", lambda name: self.ctx.post(Hint(name)))
+            self.watcher = InboxWatcher(ws / "inbox", lambda name: ctx.post(Hint(name)))
             self.watcher.start()
         self.ds.sweep_inbox()
         self.state = DaemonState.RUNNING
         self._publish(force=True)
         self.notifier.ready()
-        log.info("dropsited ready: %d agents on %s", len(self.groups), ws)
-
-    def _warn_permissions(self) -> None:
-        ws = self.ds.workspace
-        paths = [ws, self.manifest.path, *(ws / name for name in self.ds.DIRS)]
-        for path in paths:
-            mode = self.modes_at_start.get(path) or _mode(path)
-            if mode is not None and mode & (stat.S_IWGRP | stat.S_IWOTH):
-                log.warning("%s is writable by %s: anyone who can write it can run commands "
-                            "as this daemon's user", path,
-                            "everyone" if mode & stat.S_IWOTH else "its group")
-
-    def _install_signals(self) -> None:
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
-            signal.signal(sig, self._on_signal)
-
-    def _on_signal(self, signum: int, frame: object) -> None:
-        self.ctx.post(Signal(signum))  # act in the loop, never in the handler
+        log.info("dropsited ready: %d agents on %s", len(self.agents.current), ws)
 
     # -- the loop -------------------------------------------------------------------
     def _loop(self) -> None:
-        ctx = self.ctx
+        events = self.ctx.events
         while True:
             try:
-                event = ctx.events.get(timeout=self._next_wakeup())
+                event = events.get(timeout=self._next_wakeup())
             except queue.Empty:
                 event = None
             while event is not None:
-                self._apply(event)
+                self.handlers[type(event)](event)
                 try:
-                    event = ctx.events.get_nowait()
+                    event = events.get_nowait()
                 except queue.Empty:
                     event = None
-            now = ctx.clock()
-            for group in self._all_groups():
+            now = self.ctx.clock()
+            for group in self.agents.all():
                 group.tick(now)
             self._periodic(now)
             if self.state is DaemonState.RUNNING:
-                self._dispatch()
+                dispatch(self.ds, self.agents.current)
             elif self._drain_step(now):
                 return
 
     def _next_wakeup(self) -> float:
-        busy = self.state is not DaemonState.RUNNING or any(g.busy() for g in self._all_groups())
+        busy = self.state is not DaemonState.RUNNING or any(g.busy() for g in self.agents.all())
         wait = 0.1 if busy else REAP_INTERVAL
         if self.poll is not None:
             wait = min(wait, self.poll)  # without events, the rescan timer is the only news
@@ -205,9 +167,27 @@ class Daemon:
         interval = self.notifier.watchdog_interval()
         return min(wait, interval) if interval else wait
 
-    def _apply(self, event: Event) -> None:
-        self.handlers[type(event)](event)
+    def _periodic(self, now: float) -> None:
+        due = self.timers.due
+        if due("rescan", self.poll or RESCAN_INTERVAL):
+            for line in self.ds.sweep_inbox():
+                log.warning("quarantined %s", line)
+        if due("reap", REAP_INTERVAL):
+            self._reap()
+        if due("temps", TEMP_SWEEP_INTERVAL):
+            upkeep.sweep_temp_files(self.ds, full=due("temps_all", TEMP_SWEEP_ALL_INTERVAL))
+        self.containment.tick()
+        if due("memory", MEMORY_INTERVAL):
+            for group in self.agents.all():
+                group.check_memory()
+        if due("publish", PUBLISH_INTERVAL):  # at most once a second, not per task
+            self._publish(force=due("status", STATUS_INTERVAL))
+        self.notifier.maybe_ping(now)
+        self.agents.close_retired()
+        for group in self.agents.current.values():
+            group.reap_removed()
 
+    # -- events -------------------------------------------------------------------------
     def _on_hint(self, event: Hint) -> None:
         if event.name is None:
             self.ds.sweep_inbox()
@@ -215,272 +195,90 @@ class Daemon:
             self.ds.inbox_index().observe(event.name)
 
     def _on_finished(self, event: Finished) -> None:
-        group = self._owner(event.agent, event.task_id)
-        if group is not None:
+        if (group := self.agents.owner(event.agent, event.task_id)) is not None:
             group.finished(event.task_id, event.settled, event.error)
 
     def _on_spawn_failed(self, event: SpawnFailed) -> None:
-        group = self._owner(event.agent, event.task_id)
-        if group is not None:
+        if (group := self.agents.owner(event.agent, event.task_id)) is not None:
             group.spawn_failed(event.task_id, event.message)
 
     def _on_restart_instance(self, event: RestartInstance) -> None:
-        group = self.groups.get(event.agent)
-        if group is not None:
+        if (group := self.agents.current.get(event.agent)) is not None:
             group.restart_instance(event.index)
 
-    def _owner(self, agent: str, task_id: str) -> AgentGroup | None:
-        for group in self._all_groups():
-            if group.name == agent and task_id in group.running:
-                return group
-        return None
-
-    def _on_signal_event(self, event: Signal) -> None:
-        signum = event.signum
-        if signum == signal.SIGCHLD:
-            self._keep_death_watch()  # one waitpid: a killed watch is replaced at once
-            self.orphans_pending = True  # handled in _periodic, at most once per interval
-        elif signum == signal.SIGHUP and self.state is DaemonState.RUNNING:
+    def _on_signal(self, event: Signal) -> None:
+        if event.signum == signal.SIGCHLD:
+            self.containment.on_sigchld()
+        elif event.signum == signal.SIGHUP and self.state is DaemonState.RUNNING:
             self.reload()
-        elif signum in (signal.SIGTERM, signal.SIGINT):
+        elif event.signum in (signal.SIGTERM, signal.SIGINT):
             if self.state is DaemonState.DRAINING:
                 log.warning("second signal: stopping at once, requeueing held tasks")
                 self.stop_now = True
             elif self.state is DaemonState.RUNNING:
                 self._begin_drain()
 
-    # -- timers -----------------------------------------------------------------------
-    def _due(self, name: str, interval: float) -> bool:
-        now = self.ctx.clock()
-        if now >= self.timers.get(name, 0.0):
-            self.timers[name] = now + interval
-            return True
-        return False
-
-    def _periodic(self, now: float) -> None:
-        if self._due("rescan", self.poll or RESCAN_INTERVAL):
-            for line in self.ds.sweep_inbox():
-                log.warning("quarantined %s", line)
-        if self._due("reap", REAP_INTERVAL):
-            self._reap()
-        if self._due("temps", TEMP_SWEEP_INTERVAL):
-            self._sweep_temp_files(full=self._due("temps_all", TEMP_SWEEP_ALL_INTERVAL))
-        if self.orphans_pending and self._due("orphans", ORPHAN_INTERVAL):
-            self.orphans_pending = False
-            self._reap_orphans()
-        if self._due("death_watch", DEATH_WATCH_INTERVAL):
-            self._keep_death_watch()
-        if self._due("memory", MEMORY_INTERVAL):
-            for group in self._all_groups():
-                group.check_memory()
-        if self._due("publish", PUBLISH_INTERVAL):  # at most once a second, not per task
-            self._publish(force=self._due("status", STATUS_INTERVAL))
-        self.notifier.maybe_ping(now)
-        self.retiring = [g for g in self.retiring if not self._retired(g)]
-        for group in self.groups.values():
-            group.reap_removed()
-
-    def _keep_death_watch(self) -> None:
-        """Start the death watch if it is not up, backing off after failed starts;
-        while it is down, exec agents fall back to PDEATHSIG (ctx.watch_up())."""
-        watch = self.death_watch
-        if watch is None or (watch.running() and watch.up):
-            return
-        now = self.ctx.clock()
-        if now < self.watch_retry_at:
-            return
-        if watch.popen is not None and watch.popen.returncode is not None:
-            log.warning("death watch (pid %d) exited with %s; starting a new one",
-                        watch.pid, watch.popen.returncode)
-        try:
-            watch.start()
-            self.watch_failures = 0
-        except OSError as exc:
-            self.watch_failures += 1
-            self.watch_retry_at = now + WATCH_BACKOFF.delay(self.watch_failures, random.random())
-            log_limited("death_watch", f"cannot start the death watch ({exc}): exec agents "
-                        "get PR_SET_PDEATHSIG instead")
-
     def _reap(self) -> None:
-        try:
-            for task_id, reason in self.ds.reap():
-                log.info("reaped %s (%s)", task_id, reason)
-        except (DropSiteError, OSError) as exc:
-            log.error("reaping failed: %s", exc)
-        # A task this daemon holds but no agent runs is one whose outcome could not be
-        # written (disk full): the reaper never takes it (its holder is alive), so
-        # requeue it here, unused, once the disk takes writes again.
-        running = {tid for group in self._all_groups() for tid in group.running}
-        self._release_own_tasks("its outcome could not be recorded", keep=running)
+        upkeep.reap(self.ds, self.agents.running_tasks())
 
-    def _sweep_temp_files(self, full: bool) -> None:
-        folders = TASK_FOLDERS if full else ("inbox",)
-        try:
-            for line in self.ds.store.recover_temp_files(min_age=60.0, folders=folders):
-                log.info("recovery: %s", line)
-        except (DropSiteError, OSError) as exc:
-            log_limited("temps", f"cannot sweep temp files: {exc}")
-
-    def _reap_orphans(self) -> None:
-        """Reap adopted zombies and kill adopted live orphans.
-
-        As a subreaper the daemon inherits whatever an agent left behind when it
-        exited (a daemonized grandchild that closed its pipes and left the
-        session). The daemon spawns nothing but agents, so a live child that no
-        agent holds is such a leftover: no grandchild outlives its agent.
-        """
-        with self.ctx.spawn_lock:
-            known = {self.death_watch.pid} if self.death_watch else set()
-            for group in self._all_groups():
-                known |= group.held_pids()
-            subreaper.reap_orphans(known)
-            killed = kill_adopted(known)
-        for pid in killed:
-            log.warning("killed pid %d, left behind by an agent that exited", pid)
-
-    # -- dispatch ---------------------------------------------------------------------
-    def _dispatch(self) -> None:
-        """Hand tasks to free agents until none can take more; claims are the only I/O.
-
-        Idle processes of every agent are served first, round-robin; only then
-        do agents with short tasks claim one ahead per process (prefetch_slots).
-        """
-        for prefetch in (False, True):
-            if not self._dispatch_round(prefetch):
-                return
-
-    def _dispatch_round(self, prefetch: bool) -> bool:
-        """One claim per agent with room, round after round; False on a claim error."""
-        progress = True
-        declared = self._declared_tags()
-        while progress:
-            progress = False
-            for group in list(self.groups.values()):
-                room = group.prefetch_slots() if prefetch else group.free_slots()
-                if not group.takes_tasks() or room <= 0:
-                    continue
-                try:
-                    # An agent without tags takes what no other agent's tags claim
-                    # (MANIFEST.md), and whatever is assigned to it by name.
-                    task = self.ds.claim_next(group.name, group.tags, refresh=False, by_name=True,
-                                              exclude_tags=None if group.tags else declared)
-                except (DropSiteError, OSError) as exc:
-                    log_limited("dispatch", f"cannot claim tasks: {exc}")
-                    return False
-                if task is not None:
-                    group.assign(task)
-                    progress = True
-        return True
-
-    # -- groups -------------------------------------------------------------------------
-    def _declared_tags(self) -> frozenset:
-        return frozenset(t for g in self.groups.values() for t in (g.spec.tags or ()))
-
-    def _all_groups(self) -> list[AgentGroup]:
-        return list(self.groups.values()) + self.retiring
-
-    def _add_group(self, spec: AgentSpec) -> None:
-        group = GROUPS[spec.mode](spec, self.ctx)
-        self.groups[spec.name] = group
-        group.start()
-
-    def _retire(self, group: AgentGroup) -> None:
-        group.begin_stop()
-        self.retiring.append(group)
-
-    def _retired(self, group: AgentGroup) -> bool:
-        if not group.stopped():
-            group.begin_stop()
-            return False
-        group.close()
-        return True
-
+    # -- reload ---------------------------------------------------------------------------
     def reload(self) -> None:
         """SIGHUP: re-read the manifest; restart only what changed; keep it all on error."""
         self.notifier.reloading()
-        try:
-            new = load_manifest(self.manifest.path, workspace_override=self.workspace_override)
-        except ManifestError as exc:
-            log.error("reload refused, keeping the running manifest:\n%s", exc)
-            self.notifier.ready()
-            return
-        if new.workspace != self.manifest.workspace:
-            log.error("reload refused: the workspace cannot change while running (%s -> %s)",
-                      self.manifest.workspace, new.workspace)
-            self.notifier.ready()
-            return
-        wanted = {spec.name: spec for spec in new.agents}
-        for name in [n for n in self.groups if n not in wanted]:
-            log.info("reload: removing agent %s", name)
-            self._retire(self.groups.pop(name))
-        for spec in new.agents:
-            self._reload_one(spec)
-        self.manifest = new
+        new = reload.reread(self.manifest, self.workspace_override)
+        if new is not None:
+            for change, name, spec in reload.plan(self.agents.specs(), new.agents):
+                self.agents.change(change, name, spec)
+            self.manifest = new
         self.notifier.ready()
-        self._publish(force=True)
-        log.info("reload done: %d agents", len(self.groups))
+        if new is not None:
+            self._publish(force=True)
+            log.info("reload done: %d agents", len(self.agents.current))
 
-    def _reload_one(self, spec: AgentSpec) -> None:
-        group = self.groups.get(spec.name)
-        if group is None:
-            log.info("reload: adding agent %s", spec.name)
-            self._add_group(spec)
-        elif group.spec == spec:
-            return
-        elif group.spec.same_except_concurrency(spec):
-            log.info("reload: %s concurrency %d -> %d", spec.name, group.spec.concurrency,
-                     spec.concurrency)
-            group.resize(spec)
-        else:
-            log.info("reload: restarting agent %s (definition changed)", spec.name)
-            self._retire(self.groups.pop(spec.name))
-            self._add_group(spec)
-
-    # -- draining ------------------------------------------------------------------------
+    # -- draining and stopping --------------------------------------------------------------
     def _begin_drain(self) -> None:
         log.info("draining: no new claims; running tasks have %.0fs to finish", self.grace)
         self.state = DaemonState.DRAINING
         self.ctx.draining = True
         self.notifier.stopping()
         self.drain_deadline = self.ctx.clock() + self.grace
-        for group in self._all_groups():
+        for group in self.agents.all():
             group.begin_stop()
         self._publish(force=True)
 
     def _drain_step(self, now: float) -> bool:
         """One loop turn of the drain; True when everything has stopped."""
-        groups = self._all_groups()
-        if self.stop_now or now >= self.drain_deadline:
-            for group in groups:
+        groups = self.agents.all()
+        for group in groups:
+            if self.stop_now or now >= self.drain_deadline:
                 group.kill_now()
-        else:
-            for group in groups:
+            else:
                 group.begin_stop()
         return all(group.stopped() for group in groups)
 
     def _shutdown(self) -> None:
-        if self.ctx is None:
+        if self.agents is None:
             self.lock.release()
             return
-        for group in self._all_groups():
+        for group in self.agents.all():
             group.kill_now()
         self._wait_for_runners(5.0)
-        self._reap_orphans()
-        self._release_own_tasks()
+        if self.containment is not None:
+            self.containment.shutdown()
+        upkeep.release_own_tasks(self.ds, "daemon stopped")
         if self.watcher is not None:
             self.watcher.stop()
         self.state = DaemonState.STOPPED
         self._publish(force=True)
-        for group in self._all_groups():
+        for group in self.agents.all():
             group.close()
-        if self.death_watch is not None:
-            self.death_watch.dismiss()
         self.lock.release()
         log.info("dropsited stopped")
 
     def _wait_for_runners(self, limit: float) -> None:
+        """Let slot and I/O threads record their tasks' ends, for at most `limit` s."""
         deadline = time.monotonic() + limit
-        while time.monotonic() < deadline and any(g.running for g in self._all_groups()):
+        while time.monotonic() < deadline and any(g.running for g in self.agents.all()):
             try:
                 event = self.ctx.events.get(timeout=0.05)
             except queue.Empty:
@@ -488,83 +286,11 @@ class Daemon:
             if type(event) is Finished:  # only the tasks' ends matter now
                 self._on_finished(event)
 
-    def _release_own_tasks(self, reason: str = "daemon stopped",
-                           keep: frozenset | set = frozenset()) -> None:
-        """Anything this daemon still holds (except `keep`) goes back to the inbox, unused."""
-        for task_id, error in self.ds.release_held_by(os.getpid(), reason, keep):
-            if error is None:
-                log.info("requeued %s: %s", task_id, reason)
-            else:
-                log_limited("release", f"could not requeue {task_id}: {error}")
-
-    # -- status ------------------------------------------------------------------------------
     def _publish(self, force: bool = False) -> None:
-        now = self.ctx.clock()
-        try:
-            for group in self._all_groups():
-                record = group.describe(now)
-                comparable = {k: v for k, v in record.items() if k not in ("uptime", "instances")}
-                if force or self.published.get(group.name) != comparable:
-                    registered = self.registered.setdefault(group.name, record_time())
-                    write_agent_record(self.ds, group.name, record, registered)
-                    self.published[group.name] = comparable
-            if force:
-                self._publish_daemon()
-        except (DropSiteError, OSError) as exc:
-            # A full disk must not stop the daemon; the records are rewritten once it can.
-            log_limited("publish", f"cannot write status records: {exc}")
+        if self.status is None:  # stopped before it started
+            return
+        self.status.publish(self.agents.all(), self.ctx.clock(), force)
+        if force:
+            self.status.publish_daemon(self.state.value, self.agents.current,
+                                       self.containment.watch_pid())
 
-    def _publish_daemon(self) -> None:
-        counts = self.ds.stats()
-        running = sum(1 for g in self.groups.values() if g.state(0).name in ("RUNNING", "STARTING"))
-        summary = format_status(running, len(self.groups), counts)
-        watch = self.death_watch
-        record = {**self.identity, "state": self.state.value, "workspace": str(self.ds.workspace),
-                  "agents": sorted(self.groups), "queues": counts, "status": summary,
-                  "death_watch_pid": watch.pid if watch and watch.up else None}
-        write_daemon_record(self.ds, record)
-        self.notifier.status(summary)
-
-
-def workspace_problems(ds: DropSite) -> list[str]:
-    """Why the daemon must not serve this workspace, one line each (PROTOCOL.md §10):
-    folders that are links, not directories, owned by another user, or not writable."""
-    store = ds.store
-    problems = store.layout_problems(owners=(os.geteuid(), 0))
-    try:
-        if os.statvfs(store.root_fd()).f_flag & os.ST_RDONLY:
-            return problems + [f"{ds.workspace}: is on a read-only file system"]
-    except OSError:
-        pass
-    for folder in ds.DIRS:
-        try:
-            writable = os.access(folder, os.W_OK | os.X_OK, dir_fd=store.root_fd())
-        except (OSError, NotImplementedError):
-            continue
-        if not writable:
-            problems.append(f"{ds.workspace / folder}: is not writable by this user "
-                            f"(uid {os.geteuid()})")
-    return problems
-
-
-def _mode(path: Path) -> int | None:
-    try:
-        return os.stat(path).st_mode
-    except OSError:
-        return None
-
-
-def kill_adopted(known: set[int]) -> list[int]:
-    """SIGKILL our live children that are not in `known`, and their descendants."""
-    try:
-        adopted = [p for p in psutil.Process().children() if p.pid not in known and is_alive(p)]
-    except psutil.Error:
-        return []
-    for proc in list(adopted):
-        adopted += descendants(proc)
-    return signal_all(adopted, signal.SIGKILL)
-
-
-def record_time() -> str:
-    from ..protocol.task import utcnow_iso
-    return utcnow_iso()

@@ -12,12 +12,20 @@ from __future__ import annotations
 import fcntl
 import os
 import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..protocol import DropSite, DropSiteError
 from ..protocol.folders import STATE_DIR, WorkspaceFolders
 from ..protocol.holder import process_start, this_host
 from ..protocol.task import utcnow_iso
+from ..service.sdnotify import Notifier, format_status
+from .context import log_limited
+from .supervision.states import AgentState
+
+if TYPE_CHECKING:
+    from .agents.agent_group import AgentGroup
 
 
 class WorkspaceLocked(DropSiteError):
@@ -95,3 +103,48 @@ def write_agent_record(ds: DropSite, name: str, record: dict, registered_at: str
     data = {"name": name, "role": record.get("role", "worker"), "registered_at": registered_at,
             "last_seen": utcnow_iso(), **record}
     ds.write_agent_record(name, data)
+
+
+class StatusPublisher:
+    """Writes the records above for the daemon's loop, which says when.
+
+    An agent's record is rewritten when it changed (uptimes aside) or when `force`d;
+    daemon.json and the service manager's STATUS= line only when forced. A record that
+    cannot be written (a full disk) must not stop the daemon: logged once a minute,
+    written again once the disk takes writes.
+    """
+
+    def __init__(self, ds: DropSite, notifier: Notifier, identity: dict) -> None:
+        self.ds = ds
+        self.notifier = notifier
+        self.identity = identity
+        self.registered: dict[str, str] = {}
+        self.published: dict[str, dict] = {}
+
+    def publish(self, groups: Iterable[AgentGroup], now: float, force: bool = False) -> None:
+        try:
+            for group in groups:
+                record = group.describe(now)
+                comparable = {k: v for k, v in record.items() if k not in ("uptime", "instances")}
+                if force or self.published.get(group.name) != comparable:
+                    registered = self.registered.setdefault(group.name, utcnow_iso())
+                    write_agent_record(self.ds, group.name, record, registered)
+                    self.published[group.name] = comparable
+        except (DropSiteError, OSError) as exc:
+            log_limited("publish", f"cannot write status records: {exc}")
+
+    def publish_daemon(self, state: str, groups: Mapping[str, AgentGroup],
+                       watch_pid: int | None) -> None:
+        try:
+            counts = self.ds.stats()
+            up = sum(1 for g in groups.values() if g.state(0) in (AgentState.RUNNING,
+                                                                  AgentState.STARTING))
+            summary = format_status(up, len(groups), counts)
+            record = {**self.identity, "state": state, "workspace": str(self.ds.workspace),
+                      "agents": sorted(groups), "queues": counts, "status": summary,
+                      "death_watch_pid": watch_pid}
+            write_daemon_record(self.ds, record)
+        except (DropSiteError, OSError) as exc:
+            log_limited("publish", f"cannot write status records: {exc}")
+            return
+        self.notifier.status(summary)

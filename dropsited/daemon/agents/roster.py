@@ -1,0 +1,76 @@
+"""The daemon's agent groups: one per manifest entry, plus those retiring after a reload.
+
+The loop asks the roster, never a kind of group: which group holds a task, which pids
+are held, what a reload changes. A retiring group (removed or redefined) finishes what
+it holds, then is closed.
+"""
+
+from __future__ import annotations
+
+from ..context import Context, log
+from ..manifest import AgentSpec
+from ..reload import Change
+from .agent_group import AgentGroup
+from .exec_agent import ExecAgent
+from .service_agent import ServiceAgent
+from .worker_agent import WorkerAgent
+
+GROUPS: dict[str, type[AgentGroup]] = {
+    "exec": ExecAgent, "worker": WorkerAgent, "service": ServiceAgent}
+
+
+class Roster:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.current: dict[str, AgentGroup] = {}  # the manifest's, in its order
+        self.retiring: list[AgentGroup] = []
+
+    def all(self) -> list[AgentGroup]:
+        return list(self.current.values()) + self.retiring
+
+    def owner(self, agent: str, task_id: str) -> AgentGroup | None:
+        """The group that holds `task_id` (a retiring one included)."""
+        return next((g for g in self.all() if g.name == agent and task_id in g.running), None)
+
+    def held_pids(self) -> set[int]:
+        return {pid for group in self.all() for pid in group.held_pids()}
+
+    def running_tasks(self) -> set[str]:
+        return {task_id for group in self.all() for task_id in group.running}
+
+    def specs(self) -> dict[str, AgentSpec]:
+        return {name: group.spec for name, group in self.current.items()}
+
+    def add(self, spec: AgentSpec) -> None:
+        self.current[spec.name] = group = GROUPS[spec.mode](spec, self.ctx)
+        group.start()
+
+    def retire(self, name: str) -> None:
+        group = self.current.pop(name)
+        group.begin_stop()
+        self.retiring.append(group)
+
+    def close_retired(self) -> None:
+        """Close the retiring groups that have stopped; keep stopping the others."""
+        still = []
+        for group in self.retiring:
+            if group.stopped():
+                group.close()
+            else:
+                group.begin_stop()
+                still.append(group)
+        self.retiring = still
+
+    def change(self, change: Change, name: str, spec: AgentSpec | None) -> None:
+        """Carry out one change of a reload's plan (reload.plan)."""
+        if change is Change.RESIZE:
+            log.info("reload: %s concurrency %d -> %d", name, self.current[name].spec.concurrency,
+                     spec.concurrency)
+            self.current[name].resize(spec)
+            return
+        why = " (definition changed)" if change is Change.RESTART else ""
+        log.info("reload: %s agent %s%s", change.value, name, why)
+        if change in (Change.REMOVE, Change.RESTART):
+            self.retire(name)
+        if change in (Change.ADD, Change.RESTART):
+            self.add(spec)
