@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..protocol import DropSite
+from .supervision.child import ChildProcess
+from .supervision.spawner import Spawner
 
 if TYPE_CHECKING:
     from .containment.containment import Containment
@@ -35,6 +37,8 @@ class Context:
     draining: bool = False
     # Keeps agents from outliving the daemon (containment/); None in unit tests.
     containment: Containment | None = None
+    # Makes agent processes (supervision/spawner.py): ChildProcess.spawn, or a test's.
+    spawn: Spawner = ChildProcess.spawn
     # Held while a thread spawns and registers a child, and while the loop looks
     # for children nobody holds: a child between the two is never taken for an orphan.
     spawn_lock: threading.Lock = field(default_factory=threading.Lock)

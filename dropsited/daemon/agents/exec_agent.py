@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import queue
 import random
 import signal
@@ -14,7 +13,7 @@ from dataclasses import dataclass
 from ...protocol import Task
 from ..context import log
 from ..events import Finished, SpawnFailed
-from ..supervision.child import ChildProcess
+from ..supervision.spawner import Child
 from ..supervision.states import AgentState, check_transition
 from .agent_env import task_environ
 from .agent_group import AgentGroup
@@ -58,7 +57,7 @@ class ExecAgent(AgentGroup):
     def __init__(self, spec, ctx) -> None:
         super().__init__(spec, ctx)
         self.agent_state = S.STOPPED  # changed on the main thread only (change_state)
-        self.children: dict[str, ChildProcess] = {}
+        self.children: dict[str, Child] = {}
         self.kill_requested = False
         self.spawn_failures = 0  # failed starts since the last start that worked
         self.paused_until = 0.0
@@ -173,7 +172,7 @@ class ExecAgent(AgentGroup):
             self._live -= 1
             self._permits.notify()
 
-    def _start(self, task: Task) -> ChildProcess | None:
+    def _start(self, task: Task) -> Child | None:
         """Spawn the agent for `task` under a permit taken by the caller; None (permit
         given back) when no process started."""
         child = None
@@ -189,12 +188,12 @@ class ExecAgent(AgentGroup):
             self._give_permit()
         return child
 
-    def _spawn(self, task: Task) -> ChildProcess | None:
+    def _spawn(self, task: Task) -> Child | None:
         task_file = self.ctx.ds.held_path(task)
         use_stdin = self.spec.input == "stdin"
         try:
             with self.ctx.spawn_lock:
-                child = ChildProcess.spawn(
+                child = self.ctx.spawn(
                     self.spec.argv(str(task_file)),
                     cwd=self.spec.cwd, env=task_environ(self.env, task.id, task_file),
                     stdin=subprocess.PIPE if use_stdin else subprocess.DEVNULL,
@@ -230,7 +229,7 @@ class ExecAgent(AgentGroup):
             self.paused_until = self.ctx.clock() + delay
 
     # -- slot thread ---------------------------------------------------------------
-    def _wait(self, task: Task, child: ChildProcess) -> _Exited:
+    def _wait(self, task: Task, child: Child) -> _Exited:
         """Wait for the process, its output going to the log as it comes. If the runner
         itself fails, the process is killed and the attempt fails with that reason: every
         per-task step ends in an outcome, and the permit always comes back."""
@@ -239,7 +238,7 @@ class ExecAgent(AgentGroup):
             out, err, timed_out, killed, total = self._communicate(child, data)
             self._kill_leftovers(child)
             self.recent_runtime = child.ran_for()
-            return _Exited(task, child.popen.returncode, out, err, timed_out, killed, total)
+            return _Exited(task, child.returncode, out, err, timed_out, killed, total)
         except Exception as exc:  # never let a slot thread die silently
             log.exception("%s: runner for %s failed", self.name, task.id)
             with contextlib.suppress(Exception):  # never a second run beside this one
@@ -274,18 +273,18 @@ class ExecAgent(AgentGroup):
         return from_exit(exited.returncode, exited.out, exited.err, exited.timed_out,
                          self.spec.timeout)
 
-    def _communicate(self, child: ChildProcess,
+    def _communicate(self, child: Child,
                      data: bytes | None) -> tuple[bytes, bytes, bool, bool, int]:
         """(stdout, stderr, timed_out, killed by the daemon's stop, stdout bytes) once the
         process is over."""
-        pipes = ExecPipes(child.popen, data, self.log_file, self.ctx.ds.store.max_task_bytes)
+        pipes = ExecPipes(child, data, self.log_file, self.ctx.ds.store.max_task_bytes)
         try:
             timed_out, killed = self._supervise(child, pipes)
         finally:
             pipes.close()
         return bytes(pipes.out), bytes(pipes.err), timed_out, killed, pipes.out_total
 
-    def _supervise(self, child: ChildProcess, pipes: ExecPipes) -> tuple[bool, bool]:
+    def _supervise(self, child: Child, pipes: ExecPipes) -> tuple[bool, bool]:
         clock = self.ctx.clock
         deadline = None if self.spec.timeout is None else clock() + self.spec.timeout
         exited_at: float | None = None  # when the agent exited while its pipes stayed open
@@ -295,11 +294,11 @@ class ExecAgent(AgentGroup):
                 pipes.pump(wait)
             else:
                 with contextlib.suppress(subprocess.TimeoutExpired):
-                    child.popen.wait(timeout=wait)
-            if child.popen.poll() is not None and not pipes.open:
+                    child.wait(timeout=wait)
+            if child.poll() is not None and not pipes.open:
                 # kill_now's SIGKILL may end the process before we look at the
                 # flag: a death by signal after it was set is the daemon's doing
-                return False, self.kill_requested and child.popen.returncode < 0
+                return False, self.kill_requested and child.returncode < 0
             if self.kill_requested:
                 child.kill_tree(timeout=2.0)
                 pipes.drain(2.0)
@@ -308,7 +307,7 @@ class ExecAgent(AgentGroup):
                 child.stop_blocking(self.spec.stop_signal, self.spec.stop_grace)
                 pipes.drain(2.0)
                 return True, False
-            if child.popen.poll() is not None:
+            if child.poll() is not None:
                 exited_at = exited_at if exited_at is not None else clock()
                 if clock() - exited_at >= POLL_SLICE:
                     # The agent exited but something still holds its pipes open: a
@@ -318,9 +317,8 @@ class ExecAgent(AgentGroup):
                     pipes.drain(2.0)
 
     @staticmethod
-    def _kill_leftovers(child: ChildProcess) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(child.pgid, signal.SIGKILL)
+    def _kill_leftovers(child: Child) -> None:
+        child.send_signal_group(signal.SIGKILL)  # whatever it left in its group
 
     # -- main thread --------------------------------------------------------------
     def finished(self, task_id: str, settled: Settled, error: str = "") -> None:
@@ -369,7 +367,7 @@ class ExecAgent(AgentGroup):
     def held_pids(self) -> set[int]:
         return {c.pid for c in self._children_now()}
 
-    def _children_now(self) -> tuple[ChildProcess, ...]:
+    def _children_now(self) -> tuple[Child, ...]:
         """The children at this instant, for the main thread: slot threads add to
         `children` at any time, and iterating a dict that grows raises RuntimeError
         (tuple() copies it in one step under the GIL)."""

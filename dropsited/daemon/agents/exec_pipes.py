@@ -12,11 +12,11 @@ from __future__ import annotations
 import contextlib
 import os
 import selectors
-import subprocess
 import time
 from typing import IO, Any
 
 from ..context import log_limited
+from ..supervision.spawner import Child
 from .agent_log import RotatingLog
 
 READ_CHUNK = 65536
@@ -29,7 +29,7 @@ _Selector = getattr(selectors, "PollSelector", selectors.SelectSelector)
 class ExecPipes:
     """Feeds stdin and drains stdout/stderr of one exec process, without threads."""
 
-    def __init__(self, popen: subprocess.Popen, data: bytes | None, log: RotatingLog,
+    def __init__(self, popen: Child, data: bytes | None, log: RotatingLog,
                  max_out: int = 4 * 1024 * 1024) -> None:
         self.log = log
         self.out = bytearray()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 
 from ..events import ReapNow
-from ..supervision.child import ChildProcess
+from ..supervision.spawner import Child
 from ..supervision.supervised import Supervised
 from .agent_log import pump
 from .long_lived import LongLivedGroup
@@ -24,8 +24,8 @@ class ServiceAgent(LongLivedGroup):
         proc.on_exit = lambda child: self.ctx.post(ReapNow())
         return proc
 
-    def _pump_stdout(self, child: ChildProcess) -> None:
-        threading.Thread(target=pump, args=(child.popen.stdout, self.log_file), daemon=True,
+    def _pump_stdout(self, child: Child) -> None:
+        threading.Thread(target=pump, args=(child.stdout, self.log_file), daemon=True,
                          name=f"{self.name}-stdout").start()
 
     def takes_tasks(self) -> bool:

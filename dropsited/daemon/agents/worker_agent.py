@@ -15,8 +15,8 @@ import threading
 from ...protocol import Task
 from ..context import log
 from ..events import Finished, RestartInstance
-from ..supervision.child import ChildProcess
 from ..supervision.exits import exit_details, exit_text
+from ..supervision.spawner import Child
 from ..supervision.states import AgentState
 from ..supervision.supervised import Supervised
 from .long_lived import LongLivedGroup
@@ -109,19 +109,19 @@ class WorkerInstance(Supervised):
         self.current = task
         self.inbox.put(task)
 
-    def _spawned(self, child: ChildProcess) -> None:
+    def _spawned(self, child: Child) -> None:
         self.inbox = queue.SimpleQueue()
         threading.Thread(target=self._talk, args=(child, self.inbox), daemon=True,
                          name=f"{self.name}-io").start()
 
-    def _gone(self, child: ChildProcess) -> None:
+    def _gone(self, child: Child) -> None:
         if self.inbox is not None:
             self.inbox.put(None)
             self.inbox = None
 
-    def _talk(self, child: ChildProcess, inbox: queue.SimpleQueue) -> None:
-        reader = LineReader(child.popen.stdout.fileno(), self.ctx.ds.store.max_task_bytes)
-        os.set_blocking(child.popen.stdin.fileno(), False)
+    def _talk(self, child: Child, inbox: queue.SimpleQueue) -> None:
+        reader = LineReader(child.stdout.fileno(), self.ctx.ds.store.max_task_bytes)
+        os.set_blocking(child.stdin.fileno(), False)
         while (task := inbox.get()) is not None:
             try:
                 settled, error = self._one(child, reader, task)
@@ -130,16 +130,16 @@ class WorkerInstance(Supervised):
                 outcome = Outcome(Kind.FAIL, error=f"the daemon could not run this task: {exc}")
                 settled, error = settle(self.ctx.ds, task, outcome, self.group.name), outcome.error
             self.ctx.post(Finished(self.group.name, task.id, settled, error))
-        child.popen.stdout.close()
+        child.stdout.close()
 
-    def _one(self, child: ChildProcess, reader: LineReader, task: Task) -> tuple[Settled, str]:
+    def _one(self, child: Child, reader: LineReader, task: Task) -> tuple[Settled, str]:
         timeout = self.spec.timeout
         started = self.ctx.clock()
         deadline = None if timeout is None else started + timeout
         line = task.to_json(indent=None) + b"\n"
         write_by = deadline if deadline is not None else started + WRITE_DEADLINE
         try:
-            sent = write_all(child.popen.stdin.fileno(), line, write_by, self.ctx.clock,
+            sent = write_all(child.stdin.fileno(), line, write_by, self.ctx.clock,
                              lambda: self.group.kill_requested)
         except (BrokenPipeError, OSError, ValueError):
             return release(self.ctx.ds, task, "worker was not accepting input", self.group.name), ""
@@ -156,7 +156,7 @@ class WorkerInstance(Supervised):
             return release(self.ctx.ds, task, "daemon stopping", self.group.name), ""
         return settle(self.ctx.ds, task, outcome, self.group.name), outcome.error
 
-    def _await_reply(self, child: ChildProcess, reader: LineReader, task: Task,
+    def _await_reply(self, child: Child, reader: LineReader, task: Task,
                      deadline: float | None) -> Outcome | None:
         timeout = self.spec.timeout
         while True:
@@ -196,9 +196,9 @@ class WorkerInstance(Supervised):
         self.log_file.write(line[:65536] + b"\n")
         return from_reply(value)
 
-    def _died(self, child: ChildProcess) -> Outcome:
+    def _died(self, child: Child) -> Outcome:
         try:
-            code = child.popen.wait(timeout=2.0)
+            code = child.wait(timeout=2.0)
         except Exception:
             code = None
         tail = "\n".join(list(self.stderr_tail)[-STDERR_TAIL_LINES:])

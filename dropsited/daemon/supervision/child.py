@@ -151,6 +151,22 @@ class ChildProcess:
         return self.popen.pid
 
     @property
+    def stdin(self) -> IO[bytes] | None:
+        return self.popen.stdin
+
+    @property
+    def stdout(self) -> IO[bytes] | None:
+        return self.popen.stdout
+
+    @property
+    def stderr(self) -> IO[bytes] | None:
+        return self.popen.stderr
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the leader (subprocess.TimeoutExpired after `timeout`)."""
+        return self.popen.wait(timeout)
+
+    @property
     def _handle(self) -> psutil.Process | None:
         """A pid-reuse-safe psutil handle, made only while the pid is surely ours:
         before Popen reaped the leader (a zombie still holds its pid)."""

@@ -16,9 +16,9 @@ from collections.abc import Callable
 from ..agents.agent_log import RotatingLog
 from ..context import Context, log
 from ..manifest import AgentSpec
-from .child import ChildProcess
 from .exits import exit_text
 from .restart_policy import FailureWindow, decide_after_exit
+from .spawner import Child
 from .states import AgentState, check_transition
 
 S = AgentState
@@ -36,7 +36,7 @@ class Supervised:
         self.index = index
         self.stdin_pipe = stdin_pipe
         self.state = S.STOPPED
-        self.child: ChildProcess | None = None
+        self.child: Child | None = None
         self.window = FailureWindow(spec.give_up.window)
         self.next_start = 0.0
         self.restarts = 0
@@ -45,8 +45,8 @@ class Supervised:
         self.restart_requested = False  # the stop is a restart (a worker past its timeout)
         self.memory_hit = False
         self.stderr_tail: deque[str] = deque(maxlen=20)
-        self.on_spawn: Callable[[ChildProcess], None] | None = None
-        self.on_exit: Callable[[ChildProcess], None] | None = None
+        self.on_spawn: Callable[[Child], None] | None = None
+        self.on_exit: Callable[[Child], None] | None = None
 
     @property
     def name(self) -> str:
@@ -62,7 +62,7 @@ class Supervised:
         self.change_state(S.STARTING)
         self.stop_requested = self.restart_requested = self.memory_hit = False
         try:
-            self.child = ChildProcess.spawn(
+            self.child = self.ctx.spawn(
                 self.spec.argv(), cwd=self.spec.cwd, env=self.env,
                 stdin=subprocess.PIPE if self.stdin_pipe else subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, clock=self.ctx.clock)
@@ -77,8 +77,8 @@ class Supervised:
         if self.on_spawn is not None:
             self.on_spawn(self.child)
 
-    def _pump_stderr(self, child: ChildProcess) -> None:
-        stream = child.popen.stderr
+    def _pump_stderr(self, child: Child) -> None:
+        stream = child.stderr
         for raw in iter(stream.readline, b""):
             self.log_file.write(raw)
             self.stderr_tail.append(raw.decode("utf-8", "replace").rstrip("\n"))
