@@ -35,19 +35,26 @@ EXIT_INVALID = 2
     help="Use this workspace instead of the manifest's `workspace:`.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the parsed manifest as JSON.")
-def check(config: str, workspace: str | None, as_json: bool) -> None:
+@click.option("--schema", "as_schema", is_flag=True,
+              help="Print the manifest's JSON Schema (for editors) and read no manifest.")
+def check(config: str, workspace: str | None, as_json: bool, as_schema: bool) -> None:
     """Check an agents manifest: every error, one line each, with file:line and key path.
 
     \b
     Example:
       dropsited check -c agents.yaml
       dropsited check -c agents.yaml --json | jq '.agents[].name'
+      dropsited check --schema > agents.schema.json
     \b
     An error looks like:
       agents.yaml:14: agents[2].timeout: expected seconds, got 'ten'
 
     Exits 0 if the manifest is valid, 2 if not.
     """
+    if as_schema:
+        from ..daemon.manifest.json_schema import manifest_json_schema
+        click.echo(json.dumps(manifest_json_schema(), indent=2))
+        return
     try:
         manifest = load_manifest(config, workspace_override=workspace)
     except ManifestError as e:

@@ -18,7 +18,8 @@ MAX_ID_LEN = 64
 MAX_AGENT_LEN = 64
 
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*\Z")
-_AGENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+-]*\Z")
+AGENT_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.@+-]*"  # and no "..", at most MAX_AGENT_LEN
+_AGENT_RE = re.compile(AGENT_NAME_PATTERN + r"\Z")
 
 _lock = threading.Lock()
 _last_ms = 0

@@ -6,7 +6,7 @@ the rules that involve two keys. This table is the one place that knows the YAML
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +25,10 @@ from .spec import (
     ManifestError,
 )
 from .values import (
-    at_least,
+    Value,
+    at_least_number,
     choice,
     integer,
-    number,
     parse_command,
     parse_env,
     parse_name,
@@ -54,44 +54,72 @@ from .yaml_nodes import (
     plain_data,
 )
 
+# Every key: its parser, which also knows the JSON Schema of what it accepts, and one line
+# of help (docs/MANIFEST.md says more). `dropsited check --schema` renders this table.
 BACKOFF_FIELDS = {
-    "initial": seconds(0, strict=True),
-    "max": seconds(0, strict=True),
-    "factor": lambda c, n, p: at_least(c, n, p, number(c, n, p, "a number"), 1, False),
+    "initial": seconds(0, strict=True).doc("The first delay (default 1)."),
+    "max": seconds(0, strict=True).doc("The longest delay, >= initial (default 60)."),
+    "factor": at_least_number(1).doc("Growth per failure (default 2)."),
 }
-GIVE_UP_FIELDS = {"failures": integer(1), "window": seconds(0, strict=True)}
+GIVE_UP_FIELDS = {
+    "failures": integer(1).doc("Failures that make the agent FATAL (default 5)."),
+    "window": seconds(0, strict=True).doc("Within this many seconds (default 60)."),
+}
 LOG_FIELDS = {
-    "file": parse_optional_path,
-    "max_bytes": size(nullable=False),
-    "backups": integer(0),
+    "file": parse_optional_path.doc(
+        "Relative to the manifest's folder; null: <workspace>/agents/logs/<name>.log."),
+    "max_bytes": size(nullable=False).doc("Size at which the file rotates (default 10M)."),
+    "backups": integer(0).doc("Rotated files kept (default 3)."),
 }
-
 
 # Every per-agent key, in the order documented; `defaults:` takes all but name and command.
-AGENT_FIELDS: dict[str, Callable[..., Any]] = {
-    "name": parse_name,
-    "command": parse_command,
-    "cwd": parse_path,
-    "env": parse_env,
-    "mode": choice(MODES),
-    "input": choice(INPUTS),
-    "tags": parse_tags,
-    "concurrency": integer(1),
-    "timeout": seconds(0, strict=True, nullable=True),
-    "restart": choice(RESTARTS),
-    "start_seconds": seconds(0, strict=False),
-    "backoff": sub_mapping(BACKOFF_FIELDS, bare="initial"),
-    "give_up": sub_mapping(GIVE_UP_FIELDS, bare="failures"),
-    "stop_signal": parse_signal,
-    "stop_grace": seconds(0, strict=False),
-    "max_memory": size(nullable=True),
-    "log": sub_mapping(LOG_FIELDS, bare="file"),
-    "description": parse_optional_text,
-    "role": parse_optional_text,
+AGENT_FIELDS: dict[str, Value] = {
+    "name": parse_name.doc("1-64 characters: letters, digits and _.@+-, starting with a "
+                           "letter or digit, no '..'. Unique in the file."),
+    "command": parse_command.doc("A list of strings is exec'd directly; a string is run by "
+                                 "/bin/sh -c."),
+    "cwd": parse_path.doc("Working directory, relative to the manifest's folder (default)."),
+    "env": parse_env.doc("Extra environment, NAME: value; ${VAR} is taken from the "
+                         "daemon's environment, $$ is a literal $."),
+    "mode": choice(MODES).doc("exec: one process per task (default); worker: long-lived, "
+                              "JSON lines on stdin/stdout; service: long-lived, polls the "
+                              "workspace itself."),
+    "input": choice(INPUTS).doc("How an exec agent gets its task: stdin (default), or argv "
+                                "(the command contains {task_file})."),
+    "tags": parse_tags.doc("Task tags this agent takes; null or absent: every task whose "
+                           "tags no other agent claims."),
+    "concurrency": integer(1).doc("Tasks (exec) or processes (worker, service) at once "
+                                  "(default 1)."),
+    "timeout": seconds(0, strict=True, nullable=True).doc(
+        "Duration per task: seconds, or '250ms', '30s', '5m', '1h'; null: none (default)."),
+    "restart": choice(RESTARTS).doc("Default: always for worker and service, never for exec."),
+    "start_seconds": seconds(0, strict=False).doc(
+        "How long a process must stay up to count as started (default 1)."),
+    "backoff": sub_mapping(BACKOFF_FIELDS, bare="initial").doc(
+        "Delay between restarts, and after an exec agent's failed start: initial * "
+        "factor**n, capped at max. A bare number sets initial."),
+    "give_up": sub_mapping(GIVE_UP_FIELDS, bare="failures").doc(
+        "FATAL after `failures` failures within `window` seconds. A bare number sets failures."),
+    "stop_signal": parse_signal.doc("Signal name (TERM, INT, HUP, ...), with or without SIG, "
+                                    "any case (default TERM)."),
+    "stop_grace": seconds(0, strict=False).doc(
+        "Duration between stop_signal and SIGKILL (default 10)."),
+    "max_memory": size(nullable=True).doc(
+        "Bytes, or '512K', '200M', '1G': restarted beyond it; null: no limit (default)."),
+    "log": sub_mapping(LOG_FIELDS, bare="file").doc(
+        "Where the agent's output goes. A bare path sets file."),
+    "description": parse_optional_text.doc("Free text, shown by status commands."),
+    "role": parse_optional_text.doc("Free text."),
 }
 AGENT_KEYS = tuple(AGENT_FIELDS)
 REQUIRED = ("name", "command")
-TOP_KEYS = ("workspace", "defaults", "agents")
+TOP_KEYS = {
+    "workspace": "The workspace folder, relative to this file's folder (required unless "
+                 "-w/--workspace is given).",
+    "defaults": "Per-agent keys (all but name and command) for every agent that does not "
+                "set them.",
+    "agents": "The agents, a non-empty list.",
+}
 
 # A parsed key: its value (or BAD), the node it came from, and the key path to name in errors.
 _Field = tuple[Any, yaml.Node, str]
@@ -164,7 +192,7 @@ def _parse_root(
         )
         return None
     pairs = pairs_of(ctx, root, "")
-    check_keys(ctx, pairs, TOP_KEYS, "")
+    check_keys(ctx, pairs, tuple(TOP_KEYS), "")
     top = {key: vnode for key, _, vnode in pairs}
     workspace = _parse_workspace(ctx, root, top.get("workspace"), override)
     defaults = _parse_defaults(ctx, top.get("defaults"))
