@@ -136,7 +136,7 @@ def pump_once(source: int | IO[Any], log: RotatingLog, chunk: int = 65536) -> bo
 def pump(source: int | IO[Any], log: RotatingLog, chunk: int = 65536) -> int:
     """Copy ``source`` into ``log`` until end of file; return the bytes copied.
 
-    For a thread per stream: ``Thread(target=pump, args=(child.popen.stdout, log))``.
+    For a thread per stream: ``Thread(target=pump, args=(child.stdout, log))``.
     The child's output arrives as it is written, with no timestamps added.
     """
     fd = _fileno(source)

@@ -22,7 +22,7 @@ hook remains the fallback. PDEATHSIG fires when the *thread* that spawned the ch
 ends: spawn from the daemon's long-lived main loop, not from a short thread.
 
 Even the setpriv exec costs an exec agent 0.8 ms of CPU per task, so the daemon runs
-a death watch (``death_watch.py``) and spawns exec agents with ``pdeathsig=False``
+a death watch (``containment/death_watch.py``) and spawns exec agents with ``pdeathsig=False``
 while it runs; long-lived agents, spawned once, keep both.
 """
 
