@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 MANIFEST ?= agents.example.yaml
 
-.PHONY: up test lint bench soak clean peers
+.PHONY: up test lint bench bench-peers soak clean peers
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,5 +58,28 @@ lint: $(VENV)/.installed-test
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/drain.py
 
+# bench/peers.py: dropsited against RQ, Huey and Celery on a real redis-server. The
+# peers live in their own venv, never in the project's dependencies; dropsited is the
+# project's .venv (test install: the harness imports dropsite 0.1.0 and psutil).
+# Versions pinned so that runs on different days compare the same peers.
+PEERS_VENV := .venv-peers
+PEERS_PKGS := rq==3.0.0 huey==3.5.4 'celery[redis]==5.7.0' redis==8.1.0
+PEERS_ARGS ?=
+
+$(PEERS_VENV)/.installed: Makefile
+	[ -x $(PEERS_VENV)/bin/python ] || $(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/pip install --quiet --upgrade pip
+	$(PEERS_VENV)/bin/pip install --quiet $(PEERS_PKGS)
+	touch $@
+
+bench-peers: $(VENV)/.installed-test $(PEERS_VENV)/.installed
+	@if ! command -v redis-server >/dev/null 2>&1; then \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    (apt-get update -qq && apt-get install -y -qq --no-install-recommends redis-server) >/dev/null \
+	    || { echo "could not install redis-server with apt-get"; exit 1; }; \
+	  else echo "bench-peers needs redis-server (Debian: apt-get install redis-server, as root)"; exit 1; fi; \
+	fi
+	$(BIN)/python bench/peers.py --peers-python $(PEERS_VENV)/bin/python $(PEERS_ARGS)
+
 clean:
-	rm -rf $(VENV) .pytest_cache demo-workspace
+	rm -rf $(VENV) $(PEERS_VENV) .pytest_cache demo-workspace
