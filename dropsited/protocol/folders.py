@@ -46,6 +46,7 @@ TASK_FOLDERS = ("inbox", "active", "done", "failed", "blocked", "feedback")
 META_FOLDERS = ("agents",)
 QUARANTINE = "quarantine"
 STATE_DIR = ".dropsited"
+AGENT_LOGS = "agents/logs"  # where the daemon keeps agents' logs unless a manifest says
 MAX_RECORD_BYTES = 1 << 20  # agent and status records, quarantine reasons
 T = TypeVar("T")
 
@@ -189,7 +190,7 @@ class WorkspaceFolders:
         """Why this workspace is unsafe to serve, one line each: folders that are links
         or not directories, and (with `owners`) folders owned by anyone else."""
         problems = []
-        for folder in (*TASK_FOLDERS, *META_FOLDERS, "agents/logs", QUARANTINE, STATE_DIR):
+        for folder in (*TASK_FOLDERS, *META_FOLDERS, AGENT_LOGS, QUARANTINE, STATE_DIR):
             parent, _, name = folder.rpartition("/")
             try:
                 info = os.lstat(name, dir_fd=self.fd(parent) if parent else self.root_fd())

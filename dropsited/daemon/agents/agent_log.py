@@ -18,8 +18,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from ...protocol.folders import AGENT_LOGS
+
 LOG_MODE = 0o640  # agent output may hold secrets: not for every local user
-LOG_FOLDER = "agents/logs"  # in the workspace, unless the manifest's `log.file` says where
+LOG_FOLDER = AGENT_LOGS  # in the workspace, unless the manifest's `log.file` says where
 _OPEN_LOG = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
