@@ -278,7 +278,9 @@ def test_a_worker_that_dies_mid_task_fails_the_attempt_and_restarts(rig: Rig) ->
     task = rig.claim()
     group.assign(task)
     child.read_line()
-    child.exit(-signal.SIGKILL, stderr=b"segfault, probably\n")
+    child.say(stderr=b"segfault, probably\n")
+    wait_until(lambda: list(proc_of(group).stderr_tail) == ["segfault, probably"], 2)  # pumped
+    child.exit(-signal.SIGKILL)
     rig.loop(group, until=lambda: group.tasks_failed == 1)
     entry = rig.ds.get_task(task.id).history[-1]
     assert entry["error"] == "worker died mid-task (killed by SIGKILL)"
