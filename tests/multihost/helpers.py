@@ -29,6 +29,17 @@ AGENT = ('echo "$DROPSITE_TASK_ID $(hostname)" >> "$RUNLOG"; sleep "$SLEEP"; '
 DAEMON_ARGS = ("--fast", "--grace", "2", "--retry-base", "0.05", "--log-level", "info")
 
 
+def need(bed: Bed, fs: str) -> None:
+    """Skip, saying why, when `fs` is not mounted in the bed's hosts."""
+    import pytest
+
+    from .bed import BedUnavailable
+    try:
+        bed.require(fs)
+    except BedUnavailable as exc:
+        pytest.skip(str(exc))
+
+
 def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> object:
     """Poll `predicate` (every 50 ms) until truthy; AssertionError naming `what` at the deadline."""
     deadline = time.monotonic() + timeout
@@ -52,14 +63,17 @@ class HostSetup:
 
 def host_setup(bed: Bed, host: str, ws: Workspace, *, concurrency: int = 2,
                slow: float = 20.0, slow_concurrency: int = 3) -> HostSetup:
-    """A manifest for `host`: `work-<host>` (untagged tasks, instant) and `slow-<host>`
-    (tag `slow`, sleeps `slow` seconds), both logging runs to a host-local file."""
+    """A manifest for `host`: `work-<host>` (tag `work`, instant) and `slow-<host>`
+    (tag `slow`, sleeps `slow` seconds), both logging runs to a host-local file.
+
+    Both are tagged: an untagged agent takes every task, whatever the tags (MANIFEST.md
+    says "every task whose tags no other agent claims"; the daemon does not do that)."""
     tag = os.path.basename(ws.path)
     local = bed.hosts[host].dir
     runlog = local / f"runs-{tag}.log"
     runlog.touch()
     agents = [
-        {"name": f"work-{host}", "command": AGENT, "concurrency": concurrency,
+        {"name": f"work-{host}", "command": AGENT, "tags": ["work"], "concurrency": concurrency,
          "env": {"RUNLOG": str(runlog), "SLEEP": "0"},
          "log": {"file": str(local / f"work-{tag}.log")}},
         {"name": f"slow-{host}", "command": AGENT, "tags": ["slow"],
@@ -84,8 +98,7 @@ def drop(ds: DropSite, title: str = "t", *, to: str | None = None, slow: bool = 
     builder = TaskBuilder(title, "test").max_retries(5)
     if to:
         builder = builder.assign(to)
-    if slow:
-        builder = builder.tag("slow")
+    builder = builder.tag("slow" if slow else "work")
     return ds.submit(builder.build())
 
 

@@ -330,12 +330,14 @@ class RaceResult:
     single: int = 0
     neither: int = 0
     two_copies: int = 0  # the outcome on disk: two files where there should be one
+    no_copy: int = 0  # ... or none at all (a success reported as a failure: a lost task)
     loser_errors: Counter = field(default_factory=Counter)
     seconds: float = 0.0
 
     def row(self) -> dict:
         return {"fs": self.fs, "race": self.race, "races": self.races, "double": self.double,
                 "single": self.single, "neither": self.neither, "two_copies": self.two_copies,
+                "no_copy": self.no_copy,
                 "loser_errors": dict(self.loser_errors), "seconds": round(self.seconds, 1)}
 
 
@@ -385,12 +387,15 @@ def race(a: Client, b: Client, judge: Client, kind: str, rounds: int, fs: str = 
             result.neither += 1
             for r in replies:
                 result.loser_errors["neither:" + str(r.get("err"))] += 1
-        if kind == "rename" and wins == 2:
-            both = [judge.call("exists", name=f"{name}.{c.name}", wait=0.0)["ok"] for c in (a, b)]
-            result.two_copies += all(both)
+        if kind == "rename":
+            copies = sum(judge.call("exists", name=n, wait=0.0)["ok"]
+                         for n in (name, f"{name}.{a.name}", f"{name}.{b.name}"))
+            result.two_copies += copies > 1
+            result.no_copy += copies == 0
         elif kind in DROPSITED_RACES:
             folders = _ds_call(judge, folder, "where", task_id=task_id)["folders"]
             result.two_copies += len(folders) > 1
+            result.no_copy += not folders
     result.seconds = time.monotonic() - start
     return result
 
@@ -473,12 +478,12 @@ def inotify_probe(a: Client, b: Client, files: int = 5, fs: str = "?") -> dict:
 
 def format_table(rows: list[dict]) -> str:
     """The race rows as a Markdown table (what docs/HOSTS-testbed.md shows)."""
-    lines = ["| fs | race | races | both succeeded | one | neither | two copies on disk | loser's error |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| fs | race | races | both succeeded | one | neither | two copies on disk "
+             "| no copy on disk | loser's error |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         errs = ", ".join(f"{k} {v}" for k, v in sorted(r["loser_errors"].items())) or "-"
         lines.append(f"| {r['fs']} | {r['race']} | {r['races']:,} | {r['double']} | {r['single']} "
-                     f"| {r['neither']} | {r['two_copies']} | {errs} |")
+                     f"| {r['neither']} | {r['two_copies']} | {r['no_copy']} | {errs} |")
     return "\n".join(lines)
 
 
