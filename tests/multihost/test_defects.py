@@ -37,7 +37,7 @@ from .helpers import (
 
 # The lease the fix for issue 13 is asked for ("default lease 15-30 s"), plus a poll and
 # the time to run the task again: the bound a dead host's tasks must be done within.
-TAKEOVER_BOUND = 40.0
+TAKEOVER_BOUND = 35.0
 BURST = int(os.environ.get("MULTIHOST_BURST", "300"))
 
 COVERS = {
@@ -67,7 +67,7 @@ COVERS = {
         "FAILS - defect 1 first (beta cannot start)",
     "test_a_daemon_with_the_same_pid_leaves_other_hosts_tasks_alone[sshfs]":
         "FAILS - issue 17 defect 3: beta (pid 1) requeues alpha's (pid 1) running task "
-        "every second ('its outcome could not be recorded'): it ran 9 times in 30 s",
+        "every second ('its outcome could not be recorded'): it ran 9 times in 30 s, and is still not done after 15 s",
     "test_a_dead_hosts_claims_are_taken_over[gluster]":
         "FAILS - issue 17 defect 4 / issue 13 'a dead host strands its tasks': alpha's "
         "claims stay in active/ after its daemon is SIGKILLed (beta runs with another pid: "
@@ -152,7 +152,7 @@ def test_a_second_daemon_under_the_same_host_name_is_refused(bed: Bed, fs: str) 
     bed.rename_host("beta", "alpha")
     impostor = start(bed, b, wait=False)
     try:
-        status = impostor.proc.wait(timeout=15)
+        status = impostor.proc.wait(timeout=8)
     except subprocess.TimeoutExpired:
         pytest.fail("a second daemon under the host name 'alpha' is running on the "
                     f"workspace:\n{impostor.log_text()[-2000:]}")
@@ -165,7 +165,7 @@ def test_a_second_daemon_under_the_same_host_name_is_refused(bed: Bed, fs: str) 
 CHURN = r"""
 import json, os, sys, time
 inbox, seconds = sys.argv[1], float(sys.argv[2])
-ids = [f"churn{i:02d}" for i in range(20)]
+ids = [f"churn{i:02d}" for i in range(50)]
 n, end = 0, time.time() + seconds
 while time.time() < end:
     for task_id in ids:
@@ -188,6 +188,8 @@ while time.time() < end:
             call()
         except Exception as exc:
             errors[f"{type(exc).__name__} errno={getattr(exc, 'errno', None)}: {exc}"[:160]] += 1
+    if errors:
+        break  # one is enough to fail; a fixed daemon reads for the whole time
 print(json.dumps({"calls": calls, "errors": errors}))
 """
 
@@ -203,11 +205,12 @@ def test_reading_tasks_another_host_replaces_is_not_an_error(bed: Bed, fs: str) 
     treat a file that vanished under them (ENOENT, and ESTALE on a network filesystem)
     as gone, never raise."""
     ws = bed.workspace(fs, "estale")
-    editor = churn(bed, ws, 8)
-    reader = bed.run("beta", [venv_python(), "-c", READ_INBOX, ws.path, "8"],
+    editor = churn(bed, ws, 10)
+    reader = bed.run("beta", [venv_python(), "-c", READ_INBOX, ws.path, "10"],
                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out, err = reader.communicate(timeout=60)
-    edits = editor.communicate(timeout=60)[0].strip()
+    editor.terminate()
+    edits = editor.communicate(timeout=60)[0].strip() or "(stopped early)"
     assert reader.returncode == 0, err
     found = json.loads(out)
     print(f"{fs}: {edits} replacements by alpha, {found['calls']} calls by beta")
@@ -221,6 +224,10 @@ def test_daemon_survives_tasks_replaced_by_another_host(bed: Bed, fs: str) -> No
     b = host_setup(bed, "beta", ws)
     daemon = start(bed, b)
     editor = churn(bed, ws, 10)
+    deadline = time.monotonic() + 10
+    while daemon.alive() and editor.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    editor.kill()
     editor.communicate(timeout=60)
     assert daemon.alive(), f"beta's daemon died:\n{daemon.log_text()[-3000:]}"
     task_id = drop(dropper(ws), to="work-beta")
@@ -239,10 +246,10 @@ def test_a_daemon_with_the_same_pid_leaves_other_hosts_tasks_alone(bed: Bed, fs:
     assert da.pid_in_host() == db.pid_in_host() == 1
     task_id = drop(dropper(ws), to="slow-alpha", slow=True)
     try:
-        wait_until(lambda: task_id in done_ids(ws), 30, f"{task_id} in done/")
+        wait_until(lambda: task_id in done_ids(ws), 15, f"{task_id} in done/")
     except AssertionError:
         raise AssertionError(
-            f"{task_id} not done after 30s; runs {dict(runs(a, b))}; history "
+            f"{task_id} not done after 15s; runs {dict(runs(a, b))}; history "
             f"{[(e.get('status'), e.get('reason')) for e in history(ws, task_id)]}; "
             f"{len(late_results(ws))} late results") from None
     time.sleep(1)
