@@ -341,9 +341,11 @@ class RaceResult:
                 "loser_errors": dict(self.loser_errors), "seconds": round(self.seconds, 1)}
 
 
-def race(a: Client, b: Client, judge: Client, kind: str, rounds: int, fs: str = "?") -> RaceResult:
+def race(a: Client, b: Client, judge: Client, kind: str, rounds: int, fs: str = "?",
+         stop_at_first: bool = False) -> RaceResult:
     """`rounds` races of `kind` between clients a and b; `judge` (a third client, or
-    one of them) checks what is on disk afterwards."""
+    one of them) checks what is on disk afterwards. `stop_at_first`: stop at the first
+    double success or wrong outcome on disk (a test that only needs one)."""
     result = RaceResult(fs, kind)
     tag = uuid.uuid4().hex[:6]
     folder = f"race-{kind}-{tag}"
@@ -396,6 +398,8 @@ def race(a: Client, b: Client, judge: Client, kind: str, rounds: int, fs: str = 
             folders = _ds_call(judge, folder, "where", task_id=task_id)["folders"]
             result.two_copies += len(folders) > 1
             result.no_copy += not folders
+        if stop_at_first and (result.double or result.two_copies or result.no_copy):
+            break
     result.seconds = time.monotonic() - start
     return result
 

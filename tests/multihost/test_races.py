@@ -42,7 +42,8 @@ COVERS = {
     "test_holder_and_reaper_never_both_move_a_task[gluster]":
         "FAILS - issue 13 'the commit point is not exclusive on GlusterFS': a holder's "
         "complete() and another host's reap of the same claim both succeed, and the task "
-        "is in two folders (1-5 in 1,000 races)",
+        "is in two folders; rare (0-5 in 1,000 races here), so it fails in most runs, "
+        "not all",
     "test_holder_and_reaper_never_both_move_a_task[sshfs]": "issue 13; passes (unlink is exclusive over SFTP)",
     "test_two_submits_of_one_id_place_one_task[sshfs]":
         "FAILS - issue 17 defect 5: the link() loser gets EPERM, create() falls back to a "
@@ -101,9 +102,13 @@ def test_primitive_races(probe: tuple, fs: str) -> None:
 def test_holder_and_reaper_never_both_move_a_task(probe: tuple, fs: str) -> None:
     """Host alpha holds a claimed task and completes it while host beta reaps it (the
     real store.move of both, the two unlinks of the source arriving together): exactly
-    one may win, and the task must end in exactly one folder."""
+    one may win, and the task must end in exactly one folder.
+
+    On GlusterFS the double success is rare and its rate varies from run to run (0 to 5
+    in 1,000 races here): the test stops at the first one, and a run of 1,000 races
+    without any passes although the defect is there."""
     a, b, judge = probe
-    row = race_probe.race(a, b, judge, "move", rounds_for(fs), fs).row()
+    row = race_probe.race(a, b, judge, "move", rounds_for(fs), fs, stop_at_first=True).row()
     print("\n" + race_probe.format_table([row]))
     report(row)
     assert (row["two_copies"], row["no_copy"], row["double"]) == (0, 0, 0), (
