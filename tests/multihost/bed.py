@@ -8,9 +8,12 @@ them out of Linux namespaces, as root, in a few seconds:
   it also holds the bridge `br0` every host is plugged into;
 - each **host** (`alpha`, `beta`, `gamma`, plus an `observer` the tests read through)
   has its own network namespace (a veth to the server's bridge), its own UTS host name,
-  its own mount namespace with the volume mounted by FUSE (`mount -t glusterfs`) and by
-  `sshfs -o dir_cache=no`, its own PID namespace (a small init is pid 1 and reaps
-  orphans) and its own boot id (a bind mount over /proc/sys/kernel/random/boot_id).
+  its own mount namespace with the volume mounted by FUSE (`mount -t glusterfs`), by
+  `sshfs -o dir_cache=no`, and by sshfs with its default caches (`sshfs-cached`, only
+  to measure them), its own PID namespace (a small init is pid 1 and reaps orphans) and
+  its own boot id (a bind mount over /proc/sys/kernel/random/boot_id).
+
+docs/HOSTS-testbed.md has the whole story, the tests and the figures.
 
 Nothing of it is in the root namespaces: no interface (the bed's packets never leave its
 own namespaces; its addresses are in 198.18.0.0/24, the RFC 2544 benchmarking range,
