@@ -222,7 +222,8 @@ class HostPopen(subprocess.Popen):
         return None
 
     def send_signal(self, sig: int) -> None:
-        proc = self._innermost() if self.poll() is None else None
+        # Waits (briefly) for a wrapper to exec the command: a signal to nsenter is lost.
+        proc = self.command_process(timeout=2.0) if self.poll() is None else None
         if proc is None:
             super().send_signal(sig)
             return

@@ -8,7 +8,7 @@ exactly one may succeed. This probe measures it on a real shared mount:
 |----------|----------------------------------------------|------------------------------------|
 | unlink   | `unlink(x)` of one existing file              | two movers both passed the commit point of PROTOCOL.md §7 |
 | rename   | `rename(x, x.<client>)` to two fresh names    | one task copied into two files     |
-| excl     | `open(x, O_CREAT | O_EXCL)`                   | two writers both own one name      |
+| excl     | `open(x, O_CREAT + O_EXCL)`                   | two writers both own one name      |
 | link     | `link(own temp, x)`                           | two submits of one id both placed  |
 | move     | dropsited: holder `complete()` vs reaper `store.move()` of one claimed task | one task in two folders |
 | submit   | dropsited: `DropSite.submit()` of one id       | a duplicate id accepted (issue 17 defect 5) |

@@ -194,6 +194,12 @@ print(json.dumps({"calls": calls, "errors": errors}))
 """
 
 
+def churn_seconds(fs: str) -> float:
+    """10 s on GlusterFS (today the first ESTALE comes within 1-3 s and ends the test);
+    5 s on sshfs, whose answer is ENOENT, to keep the suite short."""
+    return 10.0 if fs == "gluster" else 5.0
+
+
 def churn(bed: Bed, ws: Workspace, seconds: float) -> subprocess.Popen:
     dropper(ws)  # the layout
     return bed.run("alpha", [venv_python(), "-c", CHURN, f"{ws.path}/inbox", str(seconds)],
@@ -205,8 +211,9 @@ def test_reading_tasks_another_host_replaces_is_not_an_error(bed: Bed, fs: str) 
     treat a file that vanished under them (ENOENT, and ESTALE on a network filesystem)
     as gone, never raise."""
     ws = bed.workspace(fs, "estale")
-    editor = churn(bed, ws, 10)
-    reader = bed.run("beta", [venv_python(), "-c", READ_INBOX, ws.path, "10"],
+    seconds = churn_seconds(fs)
+    editor = churn(bed, ws, seconds)
+    reader = bed.run("beta", [venv_python(), "-c", READ_INBOX, ws.path, str(seconds)],
                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out, err = reader.communicate(timeout=60)
     editor.terminate()
@@ -218,13 +225,13 @@ def test_reading_tasks_another_host_replaces_is_not_an_error(bed: Bed, fs: str) 
 
 
 def test_daemon_survives_tasks_replaced_by_another_host(bed: Bed, fs: str) -> None:
-    """Beta's daemon polls an inbox whose tasks alpha keeps replacing for 10 s: it must
+    """Beta's daemon polls an inbox whose tasks alpha keeps replacing (10 s): it must
     stay up, and then still run a task assigned to it."""
     ws = bed.workspace(fs, "estale-daemon")
     b = host_setup(bed, "beta", ws)
     daemon = start(bed, b)
-    editor = churn(bed, ws, 10)
-    deadline = time.monotonic() + 10
+    editor = churn(bed, ws, churn_seconds(fs))
+    deadline = time.monotonic() + churn_seconds(fs)
     while daemon.alive() and editor.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
     editor.kill()
