@@ -144,6 +144,16 @@ def late_results(ws: Workspace) -> list[dict]:
 
 
 def history(ws: Workspace, task_id: str) -> list[dict]:
-    """The history of a task wherever it is (none if it is nowhere)."""
-    found = DropSite(ws.view, durable=False).get_task(task_id)
-    return list(found.history) if found else []
+    """The history of a task wherever it is (none if it is nowhere).
+
+    Found by listing the folders, not by lstat: the observer's sshfs mount caches
+    attributes (sshfs' cache_timeout, 20 s), so a name another host renamed away can
+    still stat as present there."""
+    for folder in FOLDERS:
+        for name in os.listdir(ws.view / folder):
+            if name.endswith(".json") and name[:-5].split("~")[0] == task_id:
+                try:
+                    return list(json.loads((ws.view / folder / name).read_text())["history"])
+                except (FileNotFoundError, ValueError, KeyError):
+                    continue
+    return []
