@@ -41,6 +41,7 @@ from .process_tree import (
     stop_orphans_from_previous_run,
 )
 from .service_agent import ServiceAgent
+from .settle import retry_parked
 from .status import DaemonLock, daemon_identity, write_agent_record, write_daemon_record
 from .worker_agent import WorkerAgent
 
@@ -332,11 +333,16 @@ class Daemon:
                 log.info("reaped %s (%s)", task_id, reason)
         except (DropSiteError, OSError) as exc:
             log_limited("reap", f"reaping failed: {exc}")
-        # A task this daemon holds but no agent runs is one whose outcome could not be
-        # written (disk full): the reaper never takes it (its holder is alive), so
-        # requeue it here, unused, once the disk takes writes again.
+        # An outcome the file system refused (disk full, a mount gone) is written again
+        # until it is stored or its claim turns out lost (late-results). A task this
+        # daemon still holds that no agent runs and no outcome waits for goes back,
+        # unused (the reaper never takes it: its holder, this daemon, is alive).
+        for task_id, folder in retry_parked(self.ctx):
+            log.info("recorded the outcome of %s (%s/) once the workspace took writes again",
+                     task_id, folder)
         running = {tid for group in self._all_groups() for tid in group.running}
-        self._release_own_tasks("its outcome could not be recorded", keep=running)
+        self._release_own_tasks("its outcome could not be recorded",
+                                keep=running | set(self.ctx.parked))
 
     def _sweep_temp_files(self, full: bool) -> None:
         folders = TASK_FOLDERS if full else ("inbox",)
@@ -503,6 +509,7 @@ class Daemon:
             group.kill_now()
         self._wait_for_runners(5.0)
         self._reap_orphans()
+        retry_parked(self.ctx)  # a last try at outcomes the file system refused
         self._release_own_tasks()
         if self.watcher is not None:
             self.watcher.stop()

@@ -482,7 +482,8 @@ class _rollback(contextlib.AbstractContextManager):
                       task.retry_count, task.assigned_to, dict(task.context))
 
     def __exit__(self, kind: type | None, exc: BaseException | None, tb: Any) -> None:
-        if kind is not None and issubclass(kind, DropSiteError) and not issubclass(kind, ClaimLost):
+        if kind is not None and issubclass(kind, (DropSiteError, OSError)) \
+                and not issubclass(kind, ClaimLost):
             task = self.task
             length, task.status, task.updated_at, task.result, task.retry_count, \
                 task.assigned_to, context = self.saved

@@ -38,6 +38,11 @@ from .helpers import (
 # The lease the fix for issue 13 is asked for ("default lease 15-30 s"), plus a poll and
 # the time to run the task again: the bound a dead host's tasks must be done within.
 TAKEOVER_BOUND = 35.0
+# Tests whose sshfs run adds little to the GlusterFS one (sshfs answers ENOENT where
+# GlusterFS says ESTALE, has no boot or event difference): sshfs only under -m soak,
+# so the whole suite stays under 10 minutes.
+GLUSTER_BY_DEFAULT = pytest.mark.parametrize(
+    "fs", ["gluster", pytest.param("sshfs", marks=pytest.mark.soak)])
 BURST = int(os.environ.get("MULTIHOST_BURST", "300"))
 
 COVERS = {
@@ -201,7 +206,7 @@ print(json.dumps({"calls": calls, "errors": errors}))
 def churn_seconds(fs: str) -> float:
     """10 s on GlusterFS (today the first ESTALE comes within 1-3 s and ends the test);
     5 s on sshfs, whose answer is ENOENT, to keep the suite short."""
-    return 10.0 if fs == "gluster" else 5.0
+    return 6.0 if fs == "gluster" else 4.0
 
 
 def churn(bed: Bed, ws: Workspace, seconds: float) -> subprocess.Popen:
@@ -210,10 +215,12 @@ def churn(bed: Bed, ws: Workspace, seconds: float) -> subprocess.Popen:
                    stdout=subprocess.PIPE, text=True)
 
 
+@GLUSTER_BY_DEFAULT
 def test_reading_tasks_another_host_replaces_is_not_an_error(bed: Bed, fs: str) -> None:
     """While alpha replaces inbox tasks, beta's sweep_inbox, list_tasks and stats must
     treat a file that vanished under them (ENOENT, and ESTALE on a network filesystem)
     as gone, never raise."""
+    need(bed, fs)
     ws = bed.workspace(fs, "estale")
     seconds = churn_seconds(fs)
     editor = churn(bed, ws, seconds)
@@ -228,9 +235,11 @@ def test_reading_tasks_another_host_replaces_is_not_an_error(bed: Bed, fs: str) 
     assert not found["errors"], f"beta's reads raised on {fs}: {found['errors']}"
 
 
+@GLUSTER_BY_DEFAULT
 def test_daemon_survives_tasks_replaced_by_another_host(bed: Bed, fs: str) -> None:
     """Beta's daemon polls an inbox whose tasks alpha keeps replacing (10 s): it must
     stay up, and then still run a task assigned to it."""
+    need(bed, fs)
     ws = bed.workspace(fs, "estale-daemon")
     b = host_setup(bed, "beta", ws)
     daemon = start(bed, b)
@@ -302,10 +311,12 @@ def test_a_dead_hosts_claims_are_taken_over(bed: Bed, fs_name: str) -> None:
     assert {t: result_of(ws, t) for t in ids} == {t: {"host": "beta"} for t in ids}
 
 
+@GLUSTER_BY_DEFAULT
 def test_a_rebooted_host_releases_its_claims_at_once(bed: Bed, fs: str) -> None:
     """Alpha reboots (everything killed, a new boot id) while holding two long tasks;
     when its daemon is back, its old claims must go back at once (no stale timeout) and
     be done."""
+    need(bed, fs)
     ws = bed.workspace(fs, "reboot")
     a = host_setup(bed, "alpha", ws, slow=300)
     start(bed, a)
@@ -322,11 +333,13 @@ def test_a_rebooted_host_releases_its_claims_at_once(bed: Bed, fs: str) -> None:
 
 
 # -- issue 13: events do not cross hosts ------------------------------------------------------
+@GLUSTER_BY_DEFAULT
 def test_tasks_dropped_on_another_host_start_within_two_seconds(bed: Bed, fs: str) -> None:
     """Beta's daemon runs without --poll (file-system events). Tasks dropped by another
     host, one every 0.7 s for 5.6 s (a whole rescan period), must each be done within
     3 s: on a network filesystem the daemon must poll (2 s), since inotify sees nothing
     another client does."""
+    need(bed, fs)
     ws = bed.workspace(fs, "events")
     b = host_setup(bed, "beta", ws)
     start(bed, b, poll=None)
@@ -418,5 +431,6 @@ def test_a_partitioned_host_returns_without_duplicates(bed: Bed, fs_name: str) -
     assert not twice, twice
     ran_twice = {t for t, n in runs_per_task(a, b).items() if n > 1}
     late = {r["task_id"] for r in late_results(ws)}
-    assert ran_twice <= late, f"second outcomes not kept as late results: {ran_twice - late}"
+    assert ran_twice <= late, (f"second outcomes not kept as late results: {ran_twice - late}"
+                               f"\nalpha's log:\n{da.log_text()[-3000:]}")
     assert da.alive() and db.alive(), f"{da.log_text()[-2000:]}\n{db.log_text()[-2000:]}"

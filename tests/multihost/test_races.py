@@ -24,7 +24,9 @@ import pytest
 from . import race_probe
 from .bed import OBSERVER, SSHFS_CACHED, Bed, BedUnavailable, venv_python
 
-ROUNDS = int(os.environ.get("MULTIHOST_RACES", "1000"))
+# 300 races per kind in the default run (the suite must stay under 10 minutes); the
+# figures in docs/HOSTS.md come from MULTIHOST_RACES=1000 and the standalone probe.
+ROUNDS = int(os.environ.get("MULTIHOST_RACES", "300"))
 
 
 def rounds_for(fs: str, sshfs: int = 300) -> int:
