@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from ..protocol import Task
+from ..protocol.holder import this_host
 from .agent_env import agent_environ
 from .agent_log import RotatingLog
 from .context import Context
@@ -36,7 +37,9 @@ class AgentGroup:
 
     @staticmethod
     def log_path(spec: AgentSpec, ctx: Context) -> Path:
-        return spec.log.file if spec.log.file is not None else ctx.log_dir / f"{spec.name}.log"
+        if spec.log.file is not None:
+            return spec.log.file
+        return ctx.log_dir / log_name(spec.name, ctx.ds.store.shared)
 
     @property
     def name(self) -> str:
@@ -123,6 +126,12 @@ class AgentGroup:
 
 
 LOG_FOLDER = "agents/logs"
+
+
+def log_name(agent: str, shared: bool) -> str:
+    """`<agent>.log`; `<agent>@<host>.log` on a shared file system, where hosts may run
+    agents of one name and O_APPEND does not make their lines atomic."""
+    return f"{agent}@{this_host()}.log" if shared else f"{agent}.log"
 
 
 def open_agent_log(spec: AgentSpec, ctx: Context) -> RotatingLog:

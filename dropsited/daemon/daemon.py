@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import queue
+import random
 import signal
 import stat
 import time
@@ -18,6 +19,9 @@ from pathlib import Path
 import psutil
 
 from ..protocol import DropSite, DropSiteError
+from ..protocol.fsprobe import probe
+from ..protocol.hosts import DEFAULT_LEASE
+from ..protocol.mounts import mount_of
 from ..protocol.store import TASK_FOLDERS
 from ..service.defaults import DEFAULT_DRAIN_GRACE
 from ..service.sdnotify import Notifier, format_status
@@ -26,6 +30,7 @@ from .agent_group import AgentGroup
 from .context import Context, log, log_limited
 from .death_watch import DeathWatch
 from .exec_agent import ExecAgent
+from .host_lease import HostLease
 from .inbox_watch import InboxWatcher
 from .manifest import AgentSpec, Manifest, ManifestError, load_manifest
 from .process_tree import (
@@ -36,6 +41,7 @@ from .process_tree import (
     stop_orphans_from_previous_run,
 )
 from .service_agent import ServiceAgent
+from .settle import retry_parked
 from .status import DaemonLock, daemon_identity, write_agent_record, write_daemon_record
 from .worker_agent import WorkerAgent
 
@@ -45,6 +51,8 @@ STATUS_INTERVAL = 10.0
 PUBLISH_INTERVAL = 1.0
 MEMORY_INTERVAL = 5.0
 ORPHAN_INTERVAL = 1.0
+LOOP_ERROR_PAUSE = 0.5
+SHARED_POLL = 2.0  # the rescan interval on a shared file system, where events do not cross
 TEMP_SWEEP_INTERVAL = 60.0  # abandoned (or forged) temp files in inbox/
 TEMP_SWEEP_ALL_INTERVAL = 3600.0  # ... and in every folder (done/ may be huge)
 DEATH_WATCH_INTERVAL = 1.0  # a check besides SIGCHLD; failed starts back off (2 s .. 60 s)
@@ -55,7 +63,8 @@ class Daemon:
     def __init__(self, manifest: Manifest, poll: float | None = None,
                  grace: float = DEFAULT_DRAIN_GRACE, durable: bool = True,
                  notifier: Notifier | None = None, workspace_override: Path | None = None,
-                 retry_base: float | None = None, corrupt_grace: float | None = None) -> None:
+                 retry_base: float | None = None, corrupt_grace: float | None = None,
+                 lease: float = DEFAULT_LEASE) -> None:
         self.manifest = manifest
         self.poll = poll
         self.grace = grace
@@ -70,7 +79,15 @@ class Daemon:
         # A workspace that is a link is resolved once, here: what the daemon serves
         # cannot change under it.
         self.ds = DropSite(os.path.realpath(manifest.workspace), durable=durable, **options)
-        self.lock = DaemonLock(self.ds.workspace)
+        # A file system other hosts may share (docs/HOSTS.md): events do not cross hosts,
+        # so it is polled; other hosts' claims are judged by their leases.
+        self.shared = self.ds.store.shared
+        self.polling_forced = self.shared and poll is None
+        if self.polling_forced:
+            self.poll = SHARED_POLL
+        self.lock = DaemonLock(self.ds.workspace, self.shared)
+        self.lease = HostLease(self.ds, lease, extra=lambda: self.host_status, active=self.shared)
+        self.host_status: dict = {}
         self.groups: dict[str, AgentGroup] = {}
         self.retiring: list[AgentGroup] = []
         self.ctx: Context | None = None
@@ -89,15 +106,17 @@ class Daemon:
 
     # -- life cycle ----------------------------------------------------------------
     def run(self) -> int:
-        problems = workspace_problems(self.ds)
+        problems = workspace_problems(self.ds) or probe_file_system(self.ds.store)
         for problem in problems:
             log.error("%s", problem)
         if problems:
             return 1
         try:
             self.lock.acquire()
+            self.lease.start()
         except DropSiteError as exc:
             log.error("%s", exc)
+            self.lock.release()
             return 1
         try:
             self._start()
@@ -108,6 +127,10 @@ class Daemon:
 
     def _start(self) -> None:
         ws = self.ds.workspace
+        if self.polling_forced:
+            log.warning("%s is on a file system other hosts may share (%s): file-system "
+                        "events do not cross hosts, so inbox/ is polled every %gs "
+                        "(--poll SECONDS to change)", ws, mount_of(ws).describe(), self.poll)
         self._warn_permissions()
         subreaper.become_subreaper()
         for pid in stop_orphans_from_previous_run(ws):
@@ -129,8 +152,11 @@ class Daemon:
         self.ds.sweep_inbox()
         self.state = "running"
         self._publish(force=True)
+        if self.shared:
+            self.lease.renew()  # the host record shows the agents from the start
         self.notifier.ready()
         log.info("dropsited ready: %d agents on %s", len(self.groups), ws)
+        self._dispatch()  # tasks already waiting start now, not after the first wait
 
     def _warn_permissions(self) -> None:
         ws = self.ds.workspace
@@ -151,26 +177,38 @@ class Daemon:
 
     # -- the loop -------------------------------------------------------------------
     def _loop(self) -> None:
-        ctx = self.ctx
         while True:
             try:
-                event = ctx.events.get(timeout=self._next_wakeup())
+                if self._turn():
+                    return
+            except (DropSiteError, OSError) as exc:
+                # The workspace's file system failed (a network mount gone, ENOTCONN,
+                # EIO): nothing is lost by waiting; the next turn tries again.
+                log_limited("loop", f"the workspace cannot be read or written now: {exc}")
+                time.sleep(LOOP_ERROR_PAUSE)
+
+    def _turn(self) -> bool:
+        """One turn of the loop; True when a drain has stopped everything."""
+        ctx = self.ctx
+        try:
+            event = ctx.events.get(timeout=self._next_wakeup())
+        except queue.Empty:
+            event = None
+        while event is not None:
+            self._apply(event)
+            try:
+                event = ctx.events.get_nowait()
             except queue.Empty:
                 event = None
-            while event is not None:
-                self._apply(event)
-                try:
-                    event = ctx.events.get_nowait()
-                except queue.Empty:
-                    event = None
-            now = ctx.clock()
-            for group in self._all_groups():
-                group.tick(now)
-            self._periodic(now)
-            if self.state == "running":
+        now = ctx.clock()
+        for group in self._all_groups():
+            group.tick(now)
+        self._periodic(now)
+        if self.state == "running":
+            if self.lease.healthy():
                 self._dispatch()
-            elif self._drain_step(now):
-                return
+            return False
+        return self._drain_step(now)
 
     def _next_wakeup(self) -> float:
         busy = self.state != "running" or any(
@@ -238,8 +276,14 @@ class Daemon:
             return True
         return False
 
+    def _rescan_interval(self) -> float:
+        """The poll, or RESCAN_INTERVAL; on a shared file system jittered by ±25 %, so
+        hosts that started together do not rescan (and race for the same tasks) in step."""
+        interval = self.poll or RESCAN_INTERVAL
+        return interval * random.uniform(0.75, 1.25) if self.shared else interval
+
     def _periodic(self, now: float) -> None:
-        if self._due("rescan", self.poll or RESCAN_INTERVAL):
+        if self._due("rescan", self._rescan_interval()):
             for line in self.ds.sweep_inbox():
                 log.warning("quarantined %s", line)
         if self._due("reap", REAP_INTERVAL):
@@ -285,15 +329,20 @@ class Daemon:
 
     def _reap(self) -> None:
         try:
-            for task_id, reason in self.ds.reap():
+            for task_id, reason in self.ds.reap(hosts=self.lease.view()):
                 log.info("reaped %s (%s)", task_id, reason)
         except (DropSiteError, OSError) as exc:
-            log.error("reaping failed: %s", exc)
-        # A task this daemon holds but no agent runs is one whose outcome could not be
-        # written (disk full): the reaper never takes it (its holder is alive), so
-        # requeue it here, unused, once the disk takes writes again.
+            log_limited("reap", f"reaping failed: {exc}")
+        # An outcome the file system refused (disk full, a mount gone) is written again
+        # until it is stored or its claim turns out lost (late-results). A task this
+        # daemon still holds that no agent runs and no outcome waits for goes back,
+        # unused (the reaper never takes it: its holder, this daemon, is alive).
+        for task_id, folder in retry_parked(self.ctx):
+            log.info("recorded the outcome of %s (%s/) once the workspace took writes again",
+                     task_id, folder)
         running = {tid for group in self._all_groups() for tid in group.running}
-        self._release_own_tasks("its outcome could not be recorded", keep=running)
+        self._release_own_tasks("its outcome could not be recorded",
+                                keep=running | set(self.ctx.parked))
 
     def _sweep_temp_files(self, full: bool) -> None:
         folders = TASK_FOLDERS if full else ("inbox",)
@@ -327,7 +376,9 @@ class Daemon:
         Idle processes of every agent are served first, round-robin; only then
         do agents with short tasks claim one ahead per process (prefetch_slots).
         """
-        for prefetch in (False, True):
+        # No claiming ahead on a shared file system: a task held behind a busy process
+        # is one another host could run now.
+        for prefetch in (False,) if self.shared else (False, True):
             if not self._dispatch_round(prefetch):
                 return
 
@@ -349,10 +400,17 @@ class Daemon:
                 except (DropSiteError, OSError) as exc:
                     log_limited("dispatch", f"cannot claim tasks: {exc}")
                     return False
-                if task is not None:
+                if task is not None and self._still_running(task.id):
+                    # Its earlier claim was taken over (another host reaped it during a
+                    # partition) while its process still runs here: one run at a time.
+                    self.ds.unclaim(task)
+                elif task is not None:
                     group.assign(task)
                     progress = True
         return True
+
+    def _still_running(self, task_id: str) -> bool:
+        return any(task_id in group.running for group in self._all_groups())
 
     # -- groups -------------------------------------------------------------------------
     def _declared_tags(self) -> frozenset:
@@ -451,6 +509,7 @@ class Daemon:
             group.kill_now()
         self._wait_for_runners(5.0)
         self._reap_orphans()
+        retry_parked(self.ctx)  # a last try at outcomes the file system refused
         self._release_own_tasks()
         if self.watcher is not None:
             self.watcher.stop()
@@ -460,6 +519,7 @@ class Daemon:
             group.close()
         if self.death_watch is not None:
             self.death_watch.dismiss()
+        self.lease.stop()
         self.lock.release()
         log.info("dropsited stopped")
 
@@ -476,11 +536,14 @@ class Daemon:
     def _release_own_tasks(self, reason: str = "daemon stopped",
                            keep: frozenset | set = frozenset()) -> None:
         """Anything this daemon still holds (except `keep`) goes back to the inbox, unused."""
-        for task_id, error in self.ds.release_held_by(os.getpid(), reason, keep):
-            if error is None:
-                log.info("requeued %s: %s", task_id, reason)
-            else:
-                log_limited("release", f"could not requeue {task_id}: {error}")
+        try:
+            for task_id, error in self.ds.release_held_by(os.getpid(), reason, keep):
+                if error is None:
+                    log.info("requeued %s: %s", task_id, reason)
+                else:
+                    log_limited("release", f"could not requeue {task_id}: {error}")
+        except (DropSiteError, OSError) as exc:  # the workspace unreachable (a network mount)
+            log_limited("release", f"could not requeue held tasks: {exc}")
 
     # -- status ------------------------------------------------------------------------------
     def _publish(self, force: bool = False) -> None:
@@ -507,7 +570,9 @@ class Daemon:
         record = {**self.identity, "state": self.state, "workspace": str(self.ds.workspace),
                   "agents": sorted(self.groups), "queues": counts, "status": summary,
                   "death_watch_pid": watch.pid if watch and watch.up else None}
-        write_daemon_record(self.ds, record)
+        self.host_status = record  # what this host's record shows (renewed by the lease)
+        if not self.shared:  # on a shared file system hosts never write one file
+            write_daemon_record(self.ds, record)
         self.notifier.status(summary)
 
 
@@ -530,6 +595,13 @@ def workspace_problems(ds: DropSite) -> list[str]:
             problems.append(f"{ds.workspace / folder}: is not writable by this user "
                             f"(uid {os.geteuid()})")
     return problems
+
+
+def probe_file_system(store) -> list[str]:
+    try:
+        return probe(store)
+    except (OSError, DropSiteError) as exc:
+        return [f"{store.root}: cannot check what the file system does: {exc}"]
 
 
 def _mode(path: Path) -> int | None:

@@ -224,7 +224,7 @@ class ExecAgent(AgentGroup):
                 folder, error = "inbox", ""
             else:
                 outcome = self._outcome(exited)
-                folder, error = settle(self.ctx.ds, task, outcome, self.name), outcome.error
+                folder, error = settle(self.ctx, task, outcome, self.name), outcome.error
         except Exception as exc:  # never let a slot thread die silently
             log.exception("%s: recording %s failed", self.name, task.id)
             folder, error = "error", str(exc)

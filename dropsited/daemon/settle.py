@@ -3,8 +3,10 @@
 Outcomes are total: whatever an agent printed, its task ends within its attempts. A
 result that can never be stored (NaN, a lone surrogate, over the size limit, a
 destination folder that is gone) becomes a failed attempt with that reason, counted,
-with backoff. Only a write the file system refuses for now (disk full, read-only,
-permissions) leaves the task held, for the daemon to release once writes work again.
+with backoff. A write the file system refuses for now (disk full, read-only,
+permissions, a network mount gone) leaves the task held and its outcome parked; the
+loop writes it again until it is stored, or, if another host took the task meanwhile
+(a partition), keeps it in late-results: the agent's work is never dropped.
 """
 
 from __future__ import annotations
@@ -15,17 +17,39 @@ from ..protocol import ClaimLost, DropSiteError, Task
 from ..protocol.errors import InvalidTask
 from ..protocol.store import StorageError
 from ..protocol.workspace import DropSite
-from .context import log, log_limited
+from .context import Context, log, log_limited
 from .outcome import BLOCK, DONE, FAIL, FEEDBACK, TEMPFAIL, Outcome
 
 # The file system refuses writes for now: nothing about the outcome is wrong.
 TRANSIENT = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM,
-                       errno.EIO, errno.EMFILE, errno.ENFILE, errno.ENOMEM})
+                       errno.EIO, errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOTCONN,
+                       errno.ETIMEDOUT, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ENETDOWN,
+                       errno.EHOSTDOWN, errno.ECONNRESET, errno.ECONNREFUSED, errno.EAGAIN,
+                       errno.EBUSY, errno.EINTR})
 
 
-def settle(ds: DropSite, task: Task, outcome: Outcome, agent: str) -> str:
+def settle(ctx: Context, task: Task, outcome: Outcome, agent: str) -> str:
     """Record the outcome; returns the folder the task went to ('lost' if the claim was
-    lost, 'later' for a temporary failure, 'error' if nothing could be written now)."""
+    lost, 'later' for a temporary failure, 'error' when the file system refused it for
+    now: then it is parked in ctx.parked for `retry_parked`)."""
+    folder = _settle(ctx.ds, task, outcome, agent)
+    if folder == "error":
+        ctx.parked[task.id] = (task, outcome, agent)
+    return folder
+
+
+def retry_parked(ctx: Context) -> list[tuple[str, str]]:
+    """Write the parked outcomes again (main loop): (task id, folder) of each settled."""
+    settled = []
+    for task_id, (task, outcome, agent) in list(ctx.parked.items()):
+        folder = _settle(ctx.ds, task, outcome, agent)
+        if folder != "error":
+            del ctx.parked[task_id]
+            settled.append((task_id, folder))
+    return settled
+
+
+def _settle(ds: DropSite, task: Task, outcome: Outcome, agent: str) -> str:
     try:
         try:
             return _apply(ds, task, outcome)
@@ -49,6 +73,14 @@ def settle(ds: DropSite, task: Task, outcome: Outcome, agent: str) -> str:
 
 
 def _apply(ds: DropSite, task: Task, outcome: Outcome) -> str:
+    try:
+        return _record(ds, task, outcome)
+    except OSError as exc:  # a raw error of the file system (ENOTCONN in a partition)
+        raise StorageError(f"{exc.filename or ds.workspace}: {exc.strerror or exc}",
+                           exc.errno) from None
+
+
+def _record(ds: DropSite, task: Task, outcome: Outcome) -> str:
     if outcome.kind == DONE:
         ds.complete(task, outcome.result or {})
         return "done"
@@ -73,5 +105,5 @@ def release(ds: DropSite, task: Task, reason: str, agent: str) -> None:
         ds.release(task, reason)
     except ClaimLost:
         pass
-    except DropSiteError as exc:
+    except (DropSiteError, OSError) as exc:
         log.error("%s: could not release %s: %s", agent, task.id, exc)

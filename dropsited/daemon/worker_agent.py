@@ -126,7 +126,7 @@ class WorkerInstance(Supervised):
             except Exception as exc:  # never let the I/O thread die with a task in hand
                 log.exception("%s: talking to the worker about %s failed", self.name, task.id)
                 outcome = Outcome(FAIL, error=f"the daemon could not run this task: {exc}")
-                folder, error = settle(self.ctx.ds, task, outcome, self.group.name), outcome.error
+                folder, error = settle(self.ctx, task, outcome, self.group.name), outcome.error
             self.ctx.post("finished", self.group.name, task.id, folder, error)
         child.popen.stdout.close()
 
@@ -150,12 +150,12 @@ class WorkerInstance(Supervised):
             waited = write_by - started
             outcome = Outcome(FAIL, error=f"timeout: the worker did not read its task within "
                               f"{waited:g}s; restarted", details={"reason": "timeout"})
-            return settle(self.ctx.ds, task, outcome, self.group.name), outcome.error
+            return settle(self.ctx, task, outcome, self.group.name), outcome.error
         outcome = self._await_reply(child, reader, task, deadline)
         if outcome is None:  # daemon stopping at once
             release(self.ctx.ds, task, "daemon stopping", self.group.name)
             return "inbox", ""
-        return settle(self.ctx.ds, task, outcome, self.group.name), outcome.error
+        return settle(self.ctx, task, outcome, self.group.name), outcome.error
 
     def _await_reply(self, child: ChildProcess, reader: LineReader, task: Task,
                      deadline: float | None) -> Outcome | None:
