@@ -215,8 +215,8 @@ class Daemon:
             i["state"] in ("STARTING", "STOPPING", "BACKOFF")
             for g in self._all_groups() for i in g.instances(0))
         wait = 0.1 if busy else REAP_INTERVAL
-        if self.poll is not None:
-            wait = min(wait, self.poll)  # without events, the rescan timer is the only news
+        if self.poll is not None:  # without events, the rescan timer is the only news
+            wait = min(wait, max(0.01, self.timers.get("rescan", 0.0) - self.ctx.clock()))
         ready_at = self.ds.inbox_index().next_ready_time()
         if ready_at is not None:
             wait = min(wait, max(0.01, ready_at - time.time()))
