@@ -21,9 +21,14 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	touch $(VENV)/.installed $@
 
 # Real peers for the tests, from the registries: pm2 (npm) for the service test,
-# systemd-analyze (Debian) for unit verification and Chromium with its driver
-# (Debian) for the review page's browser test. Each is optional: a machine
-# without npm or apt (or not root) skips the tests that need it, saying why.
+# systemd-analyze (Debian) for unit verification, Chromium with its driver (Debian)
+# for the review page's browser test, and for the multi-host bed (tests/multihost)
+# GlusterFS, sshd and sshfs, iproute2 and util-linux's nsenter/unshare (Debian).
+# Each is optional: a machine without npm or apt, or not root, skips the tests that
+# need it, saying why.
+BED_PACKAGES := glusterfs-server glusterfs-client openssh-server openssh-client sshfs fuse3 \
+	iproute2 util-linux mount
+BED_TOOLS := glusterd gluster mount.glusterfs sshd ssh ssh-keygen sshfs ip nsenter unshare
 PM2 := $(VENV)/pm2/node_modules/.bin/pm2
 peers:
 	@if command -v npm >/dev/null 2>&1; then \
@@ -41,6 +46,16 @@ peers:
 	      --no-install-recommends chromium chromium-driver) >/dev/null 2>&1 \
 	    || echo "note: could not install chromium; the browser test will be skipped"; \
 	  else echo "note: no chromium (needs root and apt-get); the browser test will be skipped"; fi; \
+	fi
+	@missing=""; for tool in $(BED_TOOLS); do \
+	  PATH="$$PATH:/usr/sbin:/sbin" command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      --no-install-recommends $(BED_PACKAGES)) >/dev/null 2>&1 \
+	    || echo "note: could not install the multi-host bed ($(BED_PACKAGES)); tests/multihost will be skipped"; \
+	  else echo "note: missing$$missing (needs root and apt-get); tests/multihost will be skipped"; fi; \
 	fi
 
 up: $(VENV)/.installed

@@ -94,7 +94,8 @@ def _reap(group: click.Group) -> None:
         """
         ds = open_workspace(workspace)
         actions = ds.store.recover_temp_files()
-        reaped = ds.reap(stale=stale, include_live=stale is not None)
+        hosts = ds.hosts.view() if ds.store.shared else None  # other hosts' leases
+        reaped = ds.reap(stale=stale, include_live=stale is not None, hosts=hosts)
         if as_json:
             emit_json({"reaped": [{"id": i, "reason": r} for i, r in reaped], "recovered": actions})
             return

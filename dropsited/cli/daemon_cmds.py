@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from ..protocol import DropSite, DropSiteError
+from ..protocol.holder import this_host
 from .common import emit_json, fail, handle_errors, table, visible
 
 DEFAULT_MANIFEST = "agents.yaml"
@@ -47,13 +48,16 @@ def _load(config: Path, workspace: Path | None):
 @click.option("--corrupt-grace", type=float, default=None, metavar="SECONDS",
               help="How long an unreadable inbox/ file may stay before it is quarantined "
                    "(default 30; a slow writer gets this long to finish).")
+@click.option("--lease", type=click.FloatRange(3, 3600), default=None, metavar="SECONDS",
+              help="On a shared file system: how long another host waits before it takes "
+                   "this host's claims once this daemon stops renewing (default 20).")
 @click.option("--fast", is_flag=True, help="Skip fsync (durable=False): faster, less safe at power loss.")
 @click.option("--demo", is_flag=True, help="Drop a few demo tasks once the agents are up.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               default="info", show_default=True)
 def up(config: Path, workspace: Path | None, poll: float | None, grace: float | None,
-       retry_base: float | None, corrupt_grace: float | None, fast: bool, demo: bool,
-       log_level: str) -> None:
+       retry_base: float | None, corrupt_grace: float | None, lease: float | None, fast: bool,
+       demo: bool, log_level: str) -> None:
     """Run the agents of a manifest and dispatch tasks to them, in the foreground.
 
     SIGTERM/SIGINT drain (a second one stops at once), SIGHUP reloads the manifest.
@@ -73,7 +77,7 @@ def up(config: Path, workspace: Path | None, poll: float | None, grace: float | 
         daemon = Daemon(manifest, poll=poll,
                         grace=DEFAULT_DRAIN_GRACE if grace is None else grace,
                         durable=not fast, workspace_override=workspace, retry_base=retry_base,
-                        corrupt_grace=corrupt_grace)
+                        corrupt_grace=corrupt_grace, **({"lease": lease} if lease else {}))
     except (DropSiteError, OSError) as exc:  # a read-only or unsafe workspace: one line
         text = str(exc) if isinstance(exc, DropSiteError) else \
             f"{exc.filename or manifest.workspace}: {exc.strerror or exc}"
@@ -117,34 +121,67 @@ def status(workspace: Path | None, config: Path | None, workspace_opt: Path | No
 
     ws = _resolve_workspace(workspace or workspace_opt, config)
     ds = DropSite(ws, create=False)
-    running = daemon_running(ws)
-    record = read_daemon_record(ws) or {}
-    agents = [a for a in ds.list_agents() if a.get("name") in set(record.get("agents", []))]
+    hosts = _live_hosts(ds)
+    here = daemon_running(ws, ds.store.shared)
+    record = {} if ds.store.shared else (read_daemon_record(ws) or {})
+    if not record and hosts:
+        record = next((h.data for h in hosts if h.host == this_host()), hosts[0].data)
+    running = here or bool(hosts)
+    wanted = {(h.host, name) for h in hosts for name in h.data.get("agents", [])}
+    agents = [a for a in ds.list_agents()
+              if a.get("name") in set(record.get("agents", [])) and not hosts
+              or (a.get("host"), a.get("name")) in wanted]
     queues = ds.stats()
     queues["quarantine"] = len(ds.quarantined())
     if as_json:
         emit_json({"running": running, "daemon": record if running else None,
-                   "agents": agents, "queues": queues})
+                   "hosts": [_host_row(h) for h in hosts], "agents": agents, "queues": queues})
     else:
-        _print_status(ws, running, record, agents, queues)
+        _print_status(ws, running, record, agents, queues, hosts)
     if not running:
         sys.exit(EXIT_NOT_RUNNING)
 
 
-def _print_status(ws: Path, running: bool, record: dict, agents: list, queues: dict) -> None:
-    if running:
+def _live_hosts(ds: DropSite) -> list:
+    """Hosts whose lease is fresh, ages in the file server's time (the client's clock
+    when this user may not write the probe file)."""
+    import time
+
+    try:
+        view = ds.hosts.view()
+    except (DropSiteError, OSError):
+        view = ds.hosts.view(now=time.time())
+    return sorted((r for r in view.records.values() if not r.expired), key=lambda r: r.host)
+
+
+def _host_row(record) -> dict:
+    data = record.data
+    return {"host": record.host, "pid": record.pid, "state": data.get("state"),
+            "lease_age": round(record.age, 1), "lease": record.lease,
+            "agents": data.get("agents", []), "started_at": data.get("started_at")}
+
+
+def _print_status(ws: Path, running: bool, record: dict, agents: list, queues: dict,
+                  hosts: list) -> None:
+    if hosts:
+        click.echo(f"{len(hosts)} host(s) serve {ws}:")
+        rows = ([h.host, h.pid, h.data.get("state", "?"), f"{h.age:.1f}s / {h.lease:g}s",
+                 ",".join(h.data.get("agents", [])) or "-"] for h in hosts)
+        click.echo(table(rows, ("host", "pid", "state", "lease age", "agents")))
+    elif running:
         click.echo(visible(f"dropsited pid {record.get('pid')} on {ws}: {record.get('state', '?')}"
                            f" (since {record.get('started_at', '?')})"))
     else:
         click.echo(f"no dropsited is running on {ws}")
     if running and agents:
-        rows = ([a.get("name"), a.get("mode", "-"), a.get("state", "-"),
+        rows = ([a.get("name"), a.get("host", "-") if hosts else a.get("mode", "-"),
+                 a.get("state", "-"),
                  ",".join(str(p) for p in a.get("pids", [])) or "-", a.get("restarts", 0),
                  a.get("tasks_done", 0), a.get("tasks_failed", 0),
                  ",".join(t[:8] for t in a.get("running", [])) or "-",
                  (a.get("last_error") or "-")[:50]] for a in agents)
-        click.echo(table(rows, ("agent", "mode", "state", "pids", "restarts", "done",
-                                "failed", "running", "last error")))
+        click.echo(table(rows, ("agent", "host" if hosts else "mode", "state", "pids",
+                                "restarts", "done", "failed", "running", "last error")))
     click.echo("queues: " + visible("  ".join(f"{k} {v}" for k, v in queues.items())))
 
 
@@ -182,7 +219,9 @@ def logs(agent: str, follow: bool, lines: int, config: Path | None, workspace: P
 
 
 def _log_path(agent: str, config: Path | None, workspace: Path | None, log_path) -> Path:
-    """The manifest's choice for this agent if a manifest is at hand, else the default."""
+    """The manifest's choice for this agent if a manifest is at hand, else the default
+    (per host on a file system other hosts may share)."""
+    from ..protocol.mounts import on_network
     from ..protocol.names import check_agent_name
     check_agent_name(agent)
     if workspace is None and (config is not None or Path(DEFAULT_MANIFEST).exists()):
@@ -190,5 +229,6 @@ def _log_path(agent: str, config: Path | None, workspace: Path | None, log_path)
         spec = manifest.agent(agent)
         if spec is None:
             fail(f"no agent {agent!r} in {manifest.path}")
-        return log_path(manifest.workspace, agent, spec.log.file)
-    return log_path(workspace or Path(os.environ.get("DROPSITE_WORKSPACE", ".")), agent)
+        return log_path(manifest.workspace, agent, spec.log.file, on_network(manifest.workspace))
+    ws = workspace or Path(os.environ.get("DROPSITE_WORKSPACE", "."))
+    return log_path(ws, agent, None, on_network(ws))

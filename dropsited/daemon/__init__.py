@@ -7,5 +7,6 @@
 - supervision/: agent states, the restart policy (pure), one supervised process;
 - containment/: no agent process outlives its agent or the daemon;
 - dispatch/: inbox events, claim rounds, the queue's timed upkeep;
-- status.py (what is published), reload.py (what a SIGHUP changes).
+- status.py (what is published), reload.py (what a SIGHUP changes), host_lease.py
+  (this host's lease on a shared file system).
 """

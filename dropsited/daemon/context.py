@@ -42,6 +42,9 @@ class Context:
     # Held while a thread spawns and registers a child, and while the loop looks
     # for children nobody holds: a child between the two is never taken for an orphan.
     spawn_lock: threading.Lock = field(default_factory=threading.Lock)
+    # Outcomes the file system refused for now (disk full, a network mount gone):
+    # task id -> (task, outcome, agent), written again by the loop (settle.py).
+    parked: dict = field(default_factory=dict)
 
     def post(self, event: Event) -> None:
         """Tell the loop (from any thread): one of the frozen values of events.py."""

@@ -10,7 +10,6 @@ containment is containment/'s, a reload's plan reload.py's, restarts supervision
 from __future__ import annotations
 
 import enum
-import os
 import queue
 import signal
 import time
@@ -18,28 +17,32 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..protocol import DropSite, DropSiteError
+from ..protocol import DropSiteError
+from ..protocol.hosts import DEFAULT_LEASE
 from ..service.defaults import DEFAULT_DRAIN_GRACE
 from ..service.sdnotify import Notifier
 from . import reload
 from .agents.roster import Roster
 from .containment.containment import Containment
 from .containment.process_tree import DaemonMarker
-from .context import Context, log
+from .context import Context, log, log_limited
 from .dispatch import upkeep
 from .dispatch.dispatcher import dispatch
 from .dispatch.inbox_watch import InboxWatcher
 from .events import Finished, Hint, ReapNow, RestartInstance, Signal, SpawnFailed
+from .host_lease import HostLease
 from .manifest import Manifest
 from .status import DaemonLock, StatusPublisher, daemon_identity
-from .timers import Timers
-from .workspace_checks import modes, warn_if_open, workspace_problems
+from .timers import Timers, jittered
+from .workspace_checks import modes, open_workspace, refused, warn_if_open, warn_if_polled
 
 RESCAN_INTERVAL = 5.0
 REAP_INTERVAL = 1.0
 STATUS_INTERVAL = 10.0
 PUBLISH_INTERVAL = 1.0
 MEMORY_INTERVAL = 5.0
+LOOP_ERROR_PAUSE = 0.5
+SHARED_POLL = 2.0  # the rescan interval on a shared file system, where events do not cross
 TEMP_SWEEP_INTERVAL = 60.0  # abandoned (or forged) temp files in inbox/
 TEMP_SWEEP_ALL_INTERVAL = 3600.0  # ... and in every folder (done/ may be huge)
 
@@ -57,20 +60,24 @@ class Daemon:
     def __init__(self, manifest: Manifest, poll: float | None = None,
                  grace: float = DEFAULT_DRAIN_GRACE, durable: bool = True,
                  notifier: Notifier | None = None, workspace_override: Path | None = None,
-                 retry_base: float | None = None, corrupt_grace: float | None = None) -> None:
+                 retry_base: float | None = None, corrupt_grace: float | None = None,
+                 lease: float = DEFAULT_LEASE) -> None:
         self.manifest = manifest
         self.poll = poll
         self.grace = grace
         self.workspace_override = workspace_override
         self.notifier = notifier or Notifier.from_env()
         self.modes_at_start = modes((manifest.workspace, manifest.path))
-        options = {} if retry_base is None else {"retry_base": retry_base}
-        if corrupt_grace is not None:
-            options["corrupt_grace"] = corrupt_grace
-        # A workspace that is a link is resolved once, here: what the daemon serves
-        # cannot change under it.
-        self.ds = DropSite(os.path.realpath(manifest.workspace), durable=durable, **options)
-        self.lock = DaemonLock(self.ds.workspace)
+        self.ds = open_workspace(manifest.workspace, durable, retry_base, corrupt_grace)
+        # A file system other hosts may share (docs/HOSTS.md): events do not cross hosts,
+        # so it is polled; other hosts' claims are judged by their leases.
+        self.shared = self.ds.store.shared
+        self.polling_forced = self.shared and poll is None
+        if self.polling_forced:
+            self.poll = SHARED_POLL
+        self.lock = DaemonLock(self.ds.workspace, self.shared)
+        self.lease = HostLease(self.ds, lease, active=self.shared,
+                               extra=lambda: self.status.host_status if self.status else {})
         self.ctx: Context | None = None
         self.agents: Roster | None = None
         self.containment: Containment | None = None
@@ -82,22 +89,22 @@ class Daemon:
         self.state = DaemonState.STARTING
         # One handler per event type (events.py): the loop never unpacks a tuple.
         self.handlers: dict[type, Callable[[Any], None]] = {
-            Hint: self._on_hint, Finished: self._on_finished, SpawnFailed: self._on_spawn_failed,
-            RestartInstance: self._on_restart_instance, ReapNow: lambda _: self._reap(),
-            Signal: self._on_signal,
+            Hint: self._on_hint, Signal: self._on_signal, ReapNow: lambda _: self._reap(),
+            Finished: lambda e: self.agents.on_finished(e),
+            SpawnFailed: lambda e: self.agents.on_spawn_failed(e),
+            RestartInstance: lambda e: self.agents.on_restart_instance(e),
         }
 
     # -- life cycle ----------------------------------------------------------------
     def run(self) -> int:
-        problems = workspace_problems(self.ds)
-        for problem in problems:
-            log.error("%s", problem)
-        if problems:
+        if refused(self.ds):
             return 1
         try:
             self.lock.acquire()
+            self.lease.start()
         except DropSiteError as exc:
             log.error("%s", exc)
+            self.lock.release()
             return 1
         try:
             self._start()
@@ -108,6 +115,8 @@ class Daemon:
 
     def _start(self) -> None:
         ws = self.ds.workspace
+        if self.polling_forced:
+            warn_if_polled(self.ds, self.poll)
         warn_if_open(self.ds, self.manifest.path, self.modes_at_start)
         marker = DaemonMarker.for_current_process(ws).format()
         self.ctx = ctx = Context(self.ds, marker)
@@ -130,37 +139,54 @@ class Daemon:
         self.ds.sweep_inbox()
         self.state = DaemonState.RUNNING
         self._publish(force=True)
+        if self.shared:
+            self.lease.renew()  # the host record shows the agents from the start
         self.notifier.ready()
         log.info("dropsited ready: %d agents on %s", len(self.agents.current), ws)
+        self._dispatch()  # tasks already waiting start now, not after the first wait
 
     # -- the loop -------------------------------------------------------------------
     def _loop(self) -> None:
-        events = self.ctx.events
         while True:
             try:
-                event = events.get(timeout=self._next_wakeup())
+                if self._turn():
+                    return
+            except (DropSiteError, OSError) as exc:
+                # The workspace's file system failed (a network mount gone, ENOTCONN,
+                # EIO): nothing is lost by waiting; the next turn tries again.
+                log_limited("loop", f"the workspace cannot be read or written now: {exc}")
+                time.sleep(LOOP_ERROR_PAUSE)
+
+    def _turn(self) -> bool:
+        """One turn: events, supervision, timers, claims; True once a drain has stopped all."""
+        events = self.ctx.events
+        try:
+            event = events.get(timeout=self._next_wakeup())
+        except queue.Empty:
+            event = None
+        while event is not None:
+            self.handlers[type(event)](event)
+            try:
+                event = events.get_nowait()
             except queue.Empty:
                 event = None
-            while event is not None:
-                self.handlers[type(event)](event)
-                try:
-                    event = events.get_nowait()
-                except queue.Empty:
-                    event = None
-            now = self.ctx.clock()
-            for group in self.agents.all():
-                group.tick(now)
-            self._periodic(now)
-            if self.state is DaemonState.RUNNING:
-                dispatch(self.ds, self.agents.current)
-            elif self._drain_step(now):
-                return
+        now = self.ctx.clock()
+        self.agents.tick(now)
+        self._periodic(now)
+        if self.state is DaemonState.RUNNING:
+            if self.lease.healthy():  # else other hosts may soon take our claims
+                self._dispatch()
+            return False
+        return self._drain_step(now)
+
+    def _dispatch(self) -> None:
+        dispatch(self.ds, self.agents.current, self.agents.runs, claim_ahead=not self.shared)
 
     def _next_wakeup(self) -> float:
-        busy = self.state is not DaemonState.RUNNING or any(g.busy() for g in self.agents.all())
+        busy = self.state is not DaemonState.RUNNING or self.agents.busy()
         wait = 0.1 if busy else REAP_INTERVAL
-        if self.poll is not None:
-            wait = min(wait, self.poll)  # without events, the rescan timer is the only news
+        if self.poll is not None:  # without events, the rescan timer is the only news
+            wait = min(wait, max(0.01, self.timers.left("rescan")))
         ready_at = self.ds.inbox_index().next_ready_time()
         if ready_at is not None:
             wait = min(wait, max(0.01, ready_at - time.time()))
@@ -169,7 +195,8 @@ class Daemon:
 
     def _periodic(self, now: float) -> None:
         due = self.timers.due
-        if due("rescan", self.poll or RESCAN_INTERVAL):
+        rescan = self.poll or RESCAN_INTERVAL
+        if due("rescan", jittered(rescan) if self.shared else rescan):
             for line in self.ds.sweep_inbox():
                 log.warning("quarantined %s", line)
         if due("reap", REAP_INTERVAL):
@@ -178,14 +205,11 @@ class Daemon:
             upkeep.sweep_temp_files(self.ds, full=due("temps_all", TEMP_SWEEP_ALL_INTERVAL))
         self.containment.tick()
         if due("memory", MEMORY_INTERVAL):
-            for group in self.agents.all():
-                group.check_memory()
+            self.agents.check_memory()
         if due("publish", PUBLISH_INTERVAL):  # at most once a second, not per task
             self._publish(force=due("status", STATUS_INTERVAL))
         self.notifier.maybe_ping(now)
-        self.agents.close_retired()
-        for group in self.agents.current.values():
-            group.reap_removed()
+        self.agents.tidy()
 
     # -- events -------------------------------------------------------------------------
     def _on_hint(self, event: Hint) -> None:
@@ -193,18 +217,6 @@ class Daemon:
             self.ds.sweep_inbox()
         else:
             self.ds.inbox_index().observe(event.name)
-
-    def _on_finished(self, event: Finished) -> None:
-        if (group := self.agents.owner(event.agent, event.task_id)) is not None:
-            group.finished(event.task_id, event.settled, event.error)
-
-    def _on_spawn_failed(self, event: SpawnFailed) -> None:
-        if (group := self.agents.owner(event.agent, event.task_id)) is not None:
-            group.spawn_failed(event.task_id, event.message)
-
-    def _on_restart_instance(self, event: RestartInstance) -> None:
-        if (group := self.agents.current.get(event.agent)) is not None:
-            group.restart_instance(event.index)
 
     def _on_signal(self, event: Signal) -> None:
         if event.signum == signal.SIGCHLD:
@@ -219,7 +231,7 @@ class Daemon:
                 self._begin_drain()
 
     def _reap(self) -> None:
-        upkeep.reap(self.ds, self.agents.running_tasks())
+        upkeep.reap(self.ctx, self.agents.running_tasks(), self.lease.view())
 
     # -- reload ---------------------------------------------------------------------------
     def reload(self) -> None:
@@ -242,36 +254,34 @@ class Daemon:
         self.ctx.draining = True
         self.notifier.stopping()
         self.drain_deadline = self.ctx.clock() + self.grace
-        for group in self.agents.all():
-            group.begin_stop()
+        self.agents.begin_stop()
         self._publish(force=True)
 
     def _drain_step(self, now: float) -> bool:
         """One loop turn of the drain; True when everything has stopped."""
-        groups = self.agents.all()
-        for group in groups:
-            if self.stop_now or now >= self.drain_deadline:
-                group.kill_now()
-            else:
-                group.begin_stop()
-        return all(group.stopped() for group in groups)
+        if self.stop_now or now >= self.drain_deadline:
+            self.agents.kill_now()
+        else:
+            self.agents.begin_stop()
+        return self.agents.stopped()
 
     def _shutdown(self) -> None:
         if self.agents is None:
+            self.lease.stop()
             self.lock.release()
             return
-        for group in self.agents.all():
-            group.kill_now()
+        self.agents.kill_now()
         self._wait_for_runners(5.0)
         if self.containment is not None:
             self.containment.shutdown()
+        upkeep.record_parked(self.ctx)  # a last try at outcomes the file system refused
         upkeep.release_own_tasks(self.ds, "daemon stopped")
         if self.watcher is not None:
             self.watcher.stop()
         self.state = DaemonState.STOPPED
         self._publish(force=True)
-        for group in self.agents.all():
-            group.close()
+        self.agents.close()
+        self.lease.stop()
         self.lock.release()
         log.info("dropsited stopped")
 
@@ -284,7 +294,7 @@ class Daemon:
             except queue.Empty:
                 continue
             if type(event) is Finished:  # only the tasks' ends matter now
-                self._on_finished(event)
+                self.agents.on_finished(event)
 
     def _publish(self, force: bool = False) -> None:
         if self.status is None:  # stopped before it started

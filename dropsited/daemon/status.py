@@ -2,15 +2,18 @@
 
 - `<workspace>/agents/<name>.json`: one record per agent (0.1.0's registry
   fields plus state, pids, uptime, restarts, task counts, last error);
-- `<workspace>/.dropsited/daemon.json`: the daemon itself (pid, manifest,
-  queue depths); the workspace root itself is flock'ed while it runs, so two
-  daemons never share a workspace and a stale record is recognisable.
+- `<workspace>/.dropsited/daemon.json`: the daemon itself (pid, manifest, queue
+  depths), on a local file system; on a shared one each host's record
+  (`.dropsited/hosts/<host>.json`, hosts.py) holds the same, so hosts never write
+  one file. A lock (DaemonLock) keeps two daemons of one host off one workspace.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
+import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -19,6 +22,8 @@ from typing import TYPE_CHECKING
 from ..protocol import DropSite, DropSiteError
 from ..protocol.folders import STATE_DIR, WorkspaceFolders
 from ..protocol.holder import process_start, this_host
+from ..protocol.hosts import agent_file
+from ..protocol.mounts import on_network
 from ..protocol.task import utcnow_iso
 from ..service.sdnotify import Notifier, format_status
 from .context import log_limited
@@ -36,21 +41,38 @@ def state_dir(workspace: Path) -> Path:
     return workspace / STATE_DIR
 
 
-def _lock_fd(workspace: Path) -> int:
-    """A new descriptor of the workspace root: the daemon's lock is an flock on the root
-    itself, which `rm -rf .dropsited` cannot take away (a lock file inside could be)."""
-    return os.open(workspace, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+def _lock_fd(workspace: Path, shared: bool) -> int:
+    """The file the daemon's lock is an flock on.
+
+    Local file system: the workspace root itself, which `rm -rf .dropsited` cannot take
+    away (a lock file inside could be). Shared file system: a file on this host's own
+    disk, named by the workspace and the host name, because flocks inside the share are
+    seen by every host (GlusterFS, NFS) or by none (sshfs); there, one daemon per host
+    name is the host record's job (hosts.py)."""
+    if not shared:
+        return os.open(workspace, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    return os.open(local_lock_path(workspace), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+
+def local_lock_path(workspace: Path) -> Path:
+    key = hashlib.sha256(os.path.realpath(workspace).encode()).hexdigest()[:16]
+    base = Path("/run/dropsited") if os.geteuid() == 0 else Path(
+        os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()) / f"dropsited-{os.geteuid()}"
+    base.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return base / f"{key}-{this_host()}.lock"
 
 
 class DaemonLock:
-    """An flock on the workspace root: released by the kernel when the daemon dies, even by SIGKILL."""
+    """An flock that the kernel releases when the daemon dies, even by SIGKILL: one
+    daemon per workspace on a local file system, one per host on a shared one."""
 
-    def __init__(self, workspace: Path) -> None:
+    def __init__(self, workspace: Path, shared: bool = False) -> None:
         self.workspace = workspace
+        self.shared = shared
         self.fd: int | None = None
 
     def acquire(self) -> None:
-        fd = _lock_fd(self.workspace)
+        fd = _lock_fd(self.workspace, self.shared)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -67,10 +89,11 @@ class DaemonLock:
             self.fd = None
 
 
-def daemon_running(workspace: Path) -> bool:
-    """True while some process holds the workspace lock."""
+def daemon_running(workspace: Path, shared: bool | None = None) -> bool:
+    """True while a daemon of this host holds the workspace lock."""
+    shared = on_network(workspace) if shared is None else shared
     try:
-        fd = _lock_fd(workspace)
+        fd = _lock_fd(workspace, shared)
     except OSError:
         return False
     try:
@@ -99,19 +122,22 @@ def daemon_identity(manifest: Path) -> dict:
 
 
 def write_agent_record(ds: DropSite, name: str, record: dict, registered_at: str) -> None:
-    """agents/<name>.json, keeping 0.1.0's registry keys first so 0.1.0 readers see them."""
+    """agents/<name>.json (agents/<name>@<host>.json on a shared file system, where two
+    hosts may run agents of one name), keeping 0.1.0's registry keys first so 0.1.0
+    readers see them."""
     data = {"name": name, "role": record.get("role", "worker"), "registered_at": registered_at,
-            "last_seen": utcnow_iso(), **record}
-    ds.write_agent_record(name, data)
+            "last_seen": utcnow_iso(), "host": this_host(), **record}
+    ds.store.write_json_record("agents", agent_file(name, ds.store.shared), data)
 
 
 class StatusPublisher:
     """Writes the records above for the daemon's loop, which says when.
 
     An agent's record is rewritten when it changed (uptimes aside) or when `force`d;
-    daemon.json and the service manager's STATUS= line only when forced. A record that
-    cannot be written (a full disk) must not stop the daemon: logged once a minute,
-    written again once the disk takes writes.
+    daemon.json and the service manager's STATUS= line only when forced. On a shared
+    file system hosts never write one file: the daemon's record is `host_status`, which
+    this host's lease record shows (host_lease.py). A record that cannot be written (a
+    full disk) must not stop the daemon: logged once a minute, written again later.
     """
 
     def __init__(self, ds: DropSite, notifier: Notifier, identity: dict) -> None:
@@ -120,6 +146,7 @@ class StatusPublisher:
         self.identity = identity
         self.registered: dict[str, str] = {}
         self.published: dict[str, dict] = {}
+        self.host_status: dict = {}
 
     def publish(self, groups: Iterable[AgentGroup], now: float, force: bool = False) -> None:
         try:
@@ -143,7 +170,9 @@ class StatusPublisher:
             record = {**self.identity, "state": state, "workspace": str(self.ds.workspace),
                       "agents": sorted(groups), "queues": counts, "status": summary,
                       "death_watch_pid": watch_pid}
-            write_daemon_record(self.ds, record)
+            self.host_status = record
+            if not self.ds.store.shared:
+                write_daemon_record(self.ds, record)
         except (DropSiteError, OSError) as exc:
             log_limited("publish", f"cannot write status records: {exc}")
             return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 
 
@@ -20,6 +21,16 @@ class Timers:
             return True
         return False
 
+    def left(self, name: str) -> float:
+        """Seconds until `name` is due (0 once it is)."""
+        return max(0.0, self.next.get(name, 0.0) - self.clock())
+
     def postpone(self, name: str, seconds: float) -> None:
         """Not due before `seconds` from now (something did the job just now)."""
         self.next[name] = self.clock() + seconds
+
+
+def jittered(interval: float) -> float:
+    """±25 %: daemons of several hosts that started together do not act (and race for the
+    same tasks) in step."""
+    return interval * random.uniform(0.75, 1.25)

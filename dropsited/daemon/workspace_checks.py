@@ -1,4 +1,5 @@
-"""Before serving a workspace: refuse an unsafe one, warn about an open one."""
+"""Before serving a workspace: refuse an unsafe one (or a file system that cannot give
+"one task, one folder"), warn about an open one."""
 
 from __future__ import annotations
 
@@ -7,8 +8,42 @@ import stat
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..protocol import DropSite
+from ..protocol import DropSite, DropSiteError
+from ..protocol.fsprobe import probe
+from ..protocol.mounts import mount_of
 from .context import log
+
+
+def open_workspace(path: Path, durable: bool, retry_base: float | None,
+                   corrupt_grace: float | None) -> DropSite:
+    """The workspace a daemon serves. A workspace that is a link is resolved once, here:
+    what the daemon serves cannot change under it."""
+    options = {} if retry_base is None else {"retry_base": retry_base}
+    if corrupt_grace is not None:
+        options["corrupt_grace"] = corrupt_grace
+    return DropSite(os.path.realpath(path), durable=durable, **options)
+
+
+def refused(ds: DropSite) -> bool:
+    """Log why the daemon must not start on this workspace, one line each; True if any."""
+    problems = workspace_problems(ds) or probe_file_system(ds)
+    for problem in problems:
+        log.error("%s", problem)
+    return bool(problems)
+
+
+def warn_if_polled(ds: DropSite, poll: float) -> None:
+    log.warning("%s is on a file system other hosts may share (%s): file-system events do "
+                "not cross hosts, so inbox/ is polled every %gs (--poll SECONDS to change)",
+                ds.workspace, mount_of(ds.workspace).describe(), poll)
+
+
+def probe_file_system(ds: DropSite) -> list[str]:
+    """fsprobe.py's checks of what the file system really does (docs/HOSTS.md)."""
+    try:
+        return probe(ds.store)
+    except (OSError, DropSiteError) as exc:
+        return [f"{ds.store.root}: cannot check what the file system does: {exc}"]
 
 
 def workspace_problems(ds: DropSite) -> list[str]:

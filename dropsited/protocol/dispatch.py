@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 
 from .errors import TaskNotFound
 from .index import FolderIndex, routable
-from .store import BadFile, TaskStore, parse_temp_name
+from .store import BadFile, TaskStore, is_move_file
 from .task import Task, parse_iso
 
 ClaimOne = Callable[[str], "Task | None"]
@@ -135,7 +135,7 @@ class InboxDispatcher:
     def quarantine_expired(self, bad: list) -> list[str]:
         moved = []
         for item in bad:
-            if parse_temp_name(item.name):
+            if is_move_file(item.name):
                 continue
             if self.store.quarantine("inbox", item.name, item.reason) is not None:
                 moved.append(f"inbox/{item.name}: {item.reason}")

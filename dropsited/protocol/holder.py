@@ -26,6 +26,32 @@ def this_host() -> str:
     return _HOST_SAFE.sub("-", socket.gethostname())[:64] or "localhost"
 
 
+_boot: tuple[str, float] | None = None
+
+
+def this_boot() -> tuple[str, float]:
+    """(boot id, boot time in epoch seconds) of this machine: a new boot id means every
+    process of an earlier boot is gone, whatever pids and start times say.
+
+    Linux: /proc/sys/kernel/random/boot_id and /proc/stat's btime (read once). Elsewhere
+    ("", 0.0): boots cannot be told apart.
+    """
+    global _boot
+    if _boot is None:
+        boot_id, btime = "", 0.0
+        try:
+            with open("/proc/sys/kernel/random/boot_id") as fh:
+                boot_id = fh.read().strip()
+            with open("/proc/stat") as fh:
+                for line in fh:
+                    if line.startswith("btime "):
+                        btime = float(line.split()[1])
+        except (OSError, ValueError):
+            pass
+        _boot = (boot_id, btime)
+    return _boot
+
+
 def process_start(pid: int) -> int | None:
     """A value that identifies one process among all that ever had this pid.
 
@@ -102,9 +128,17 @@ class Holder:
         """True/False for a holder on this host; None when it lives elsewhere."""
         if self.host != this_host() or self.pid == 0:
             return None  # elsewhere, or a person (pid 0): only an age limit reaps it
+        booted = this_boot()[1]
+        if booted and self.claimed_at < booted - 1.0:
+            return False  # claimed before this machine booted: its process is gone
         if not pid_exists(self.pid):
             return False
         return process_start(self.pid) == self.start
+
+    def is_process(self, pid: int, start: int, host: str | None = None) -> bool:
+        """Whether this claim is held by that very process (pid, start time, host)."""
+        return (self.pid == pid and self.start == start
+                and self.host == (this_host() if host is None else host))
 
 
 def parse_active_name(name: str) -> tuple[str, Holder | None] | None:

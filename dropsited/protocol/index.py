@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from .errors import DropSiteError
-from .store import BadFile, TaskStore, parse_temp_name
+from .store import BadFile, TaskStore, is_move_file
 from .task import Task
 
 
@@ -125,7 +125,7 @@ class FolderIndex:
 
     def _observe(self, name: str, dirent: os.DirEntry | None,
                  info: os.stat_result | None = None) -> None:
-        if parse_temp_name(name):
+        if is_move_file(name):
             return  # a move in progress; store.recover_temp_files owns these
         try:
             if dirent is not None:

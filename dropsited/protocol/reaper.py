@@ -1,8 +1,10 @@
 """Taking tasks back from holders that are gone (PROTOCOL.md §6, reaping).
 
 A live holder on this host is never reaped: 0.1.0's age-only reaper handed a long
-task out twice (defect 4). Holders this host cannot check (another host, a person,
-a 0.1.0 claim) are reaped by age only.
+task out twice (defect 4). A holder on another host that keeps a lease (hosts.py) is
+judged by it: reaped once the lease expired or the host booted after the claim, never
+by age while the lease is fresh. Holders nobody can judge (a host without a daemon, a
+person, a 0.1.0 claim) are reaped by age only.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Container
 
 from .errors import DropSiteError, TaskNotFound
-from .holder import Holder, parse_active_name, this_host
+from .holder import Holder, parse_active_name, process_start, this_host
+from .hosts import HostView
 from .store import BadFile, TaskStore
 from .task import Task, parse_iso
 
@@ -24,34 +27,40 @@ class Reaper:
         self.clock = clock
         self.note_inbox = note_inbox
 
-    def reap(self, stale: float | None = None, include_live: bool = False) -> list[tuple[str, str]]:
+    def reap(self, stale: float | None = None, include_live: bool = False,
+             hosts: HostView | None = None) -> list[tuple[str, str]]:
         """(task id, reason) of each task taken back from a gone holder.
 
         `stale`: also take claims older than this from holders that cannot be checked;
-        `include_live`: also from live ones (a human's explicit override)."""
+        `include_live`: also from live ones (a human's explicit override); `hosts`: the
+        leases of other hosts, which judge their claims."""
         reaped = []
         now = self.clock()
         for entry in list(self.store.entries("active")):
             parsed = parse_active_name(entry.name)
             if parsed is None:
                 continue
-            reason = self._reason(entry.name, parsed[1], stale, include_live, now)
+            reason = self._reason(entry.name, parsed[1], stale, include_live, now, hosts)
             if reason and self._reap_one(entry.name, reason):
                 reaped.append((parsed[0], reason))
         return reaped
 
     def held_by(self, pid: int, host: str | None = None,
                 keep: Container[str] = ()) -> list[tuple[str, Task]]:
-        """The tasks in active/ held by process `pid` of `host` (this host by default),
-        except the ids in `keep`: what a stopping daemon gives back."""
+        """The tasks in active/ held by process `pid` of `host` (this host by default, and
+        then only by that very process: its start time too), except the ids in `keep`:
+        what a stopping daemon gives back. Never another host's, whatever its pid (pid 1
+        in every container)."""
+        mine = host is None
         host = this_host() if host is None else host
+        start = process_start(pid) if mine else None
         found = []
         for entry in list(self.store.entries("active")):
             parsed = parse_active_name(entry.name)
             if not parsed or parsed[1] is None or parsed[0] in keep:
                 continue
             holder = parsed[1]
-            if holder.pid != pid or holder.host != host:
+            if holder.pid != pid or holder.host != host or (start and holder.start != start):
                 continue
             try:
                 found.append((parsed[0], self.store.load_entry("active", entry.name)))
@@ -60,10 +69,15 @@ class Reaper:
         return found
 
     def _reason(self, name: str, holder: Holder | None, stale: float | None,
-                include_live: bool, now: float) -> str | None:
+                include_live: bool, now: float, hosts: HostView | None) -> str | None:
         alive = holder.is_alive() if holder else None
         if alive is False:
             return "holder_dead"
+        if alive is None and holder is not None and holder.pid != 0 and hosts is not None \
+                and hosts.has(holder.host):
+            gone = hosts.claim_gone(holder.host, holder.claimed_at)
+            if gone or not include_live:
+                return gone  # a fresh lease: alive, whatever the claim's age
         if stale is None or (alive and not include_live):
             return None
         claimed = holder.claimed_at if holder else self._claimed_at(name)

@@ -4,9 +4,13 @@ Every move follows one pattern, chosen for crash safety and for ext4 speed:
 
 1. write the task's new content to a fresh hidden temp name in the
    destination folder (`.<id>~<host>~<pid>~<start>.tmp`), fsync it if durable;
-2. unlink the source file: the commit point. Only one process can unlink a
-   given file, so a holder and a reaper racing for the same task cannot both
-   win, and the loser learns it from FileNotFoundError;
+2. the commit point: unlink the source file on a local file system (only one
+   process can unlink a file), or, on a network file system, rename it to a fresh
+   name of this writer's (`.<id>~<host>~<pid>~<start>.old`, removed after step 3):
+   two clients unlinking one file on GlusterFS both succeed now and then, two
+   renaming it to different fresh names never do. The loser learns it from
+   FileNotFoundError, checked against what is really there (a reply lost on the
+   network makes a rename that succeeded report ENOENT);
 3. give the temp file its final name `<id>.json`, never over an existing file
    (`renameat2(RENAME_NOREPLACE)`, or a hard link where the kernel lacks it), and
    fsync the destination folder if durable.
@@ -54,6 +58,7 @@ from .fs import (
     write_file,
 )
 from .holder import SEP, Holder, parse_active_name, process_start, this_host
+from .mounts import on_network
 from .names import is_valid_task_id
 from .task import Task, utcnow_iso
 
@@ -113,15 +118,31 @@ def parse_temp_name(name: str) -> tuple[str, str, int, int] | None:
         return None
 
 
+def tombstone_name(task_id: str) -> str:
+    return f".{task_id}{SEP}{_my_temp_tag()}.old"
+
+
+def parse_tombstone(name: str) -> tuple[str, str, int, int] | None:
+    """(task id, host, pid, start) of a move's committed source, else None."""
+    return parse_temp_name(name[:-4] + ".tmp") if name.endswith(".old") else None
+
+
+def is_move_file(name: str) -> bool:
+    """A temp file or a tombstone: a move in progress, owned by recovery, never quarantined."""
+    return parse_temp_name(name) is not None or parse_tombstone(name) is not None
+
+
 class TaskStore(WorkspaceFolders):
     """Task files of one workspace. The DropSite facade adds task semantics."""
 
     def __init__(self, root: Path, durable: bool = True,
-                 max_task_bytes: int = DEFAULT_MAX_TASK_BYTES) -> None:
+                 max_task_bytes: int = DEFAULT_MAX_TASK_BYTES, shared: bool | None = None) -> None:
         super().__init__(root)
         self.durable = durable
         self.max_task_bytes = max_task_bytes
         self._links: bool | None = None  # hard links work here: probed once, on first need
+        # On a file system other hosts may share, a move commits by a rename (see above).
+        self.shared = on_network(self.root) if shared is None else shared
 
     def folder(self, name: str) -> Path:
         return self.root / name
@@ -218,19 +239,35 @@ class TaskStore(WorkspaceFolders):
         final = f"{task.id}.json"
         tmp = self._write_temp(folder, task.id, data)
         fd = self.fd(folder)
+        tmp_ino = os.lstat(tmp, dir_fd=fd).st_ino
         try:
             self.rename_noreplace(tmp, final, fd, fd)
-        except FileExistsError:
-            unlink_quietly(tmp, fd)
-            raise DropSiteError(f"{self.path(folder, final)}: a task with id {task.id} "
-                                "already exists") from None
         except OSError as exc:
+            if not self._placed(fd, tmp, final, tmp_ino):
+                unlink_quietly(tmp, fd)
+                if isinstance(exc, FileExistsError) or self.exists(folder, final):
+                    # (sshfs answers a link onto a taken name with EPERM)
+                    raise DropSiteError(f"{self.path(folder, final)}: a task with id {task.id} "
+                                        "already exists") from None
+                raise StorageError(f"cannot place {self.path(folder, final)}: {exc.strerror}",
+                                   exc.errno) from None
             unlink_quietly(tmp, fd)
-            raise StorageError(f"cannot place {self.path(folder, final)}: {exc.strerror}",
-                               exc.errno) from None
         if self.durable:
             os.fsync(fd)
         return self.path(folder, final)
+
+    @staticmethod
+    def _placed(fd: int, tmp: str, final: str, tmp_ino: int) -> bool:
+        """After an error from the rename or link of `tmp` to `final`: did it happen anyway
+        (a lost reply on a network file system, as Postfix's sane_rename knows)?"""
+        try:
+            final_ino = os.lstat(final, dir_fd=fd).st_ino
+        except OSError:
+            return False
+        try:
+            return os.lstat(tmp, dir_fd=fd).st_ino == final_ino  # linked: the same file
+        except OSError:
+            return final_ino == tmp_ino  # renamed: tmp is gone, final is it
 
     def move(self, src: Path | str | tuple[str, str], dest_folder: str, task: Task,
              held: bool) -> Path:
@@ -251,7 +288,7 @@ class TaskStore(WorkspaceFolders):
         tmp = self._write_temp(dest_folder, task.id, data)
         dest_fd = self.fd(dest_folder)
         try:
-            os.unlink(src_name, dir_fd=self.fd(src_folder))
+            tombstone = self._commit(src_folder, src_name, task.id)
         except (OSError, DropSiteError) as exc:
             unlink_quietly(tmp, dest_fd)
             if isinstance(exc, OSError) and not is_gone(exc):
@@ -261,7 +298,24 @@ class TaskStore(WorkspaceFolders):
         self._place(dest_folder, tmp, final, task.id, data)
         if self.durable:
             os.fsync(dest_fd)
+        if tombstone is not None:
+            unlink_quietly(tombstone, self.fd(src_folder))
         return self.path(dest_folder, final)
+
+    def _commit(self, folder: str, name: str, task_id: str) -> str | None:
+        """Take the source away, exclusively: the tombstone's name, None where the source
+        was unlinked. FileNotFoundError when another process took it first."""
+        fd = self.fd(folder)
+        if not self.shared:
+            os.unlink(name, dir_fd=fd)
+            return None
+        tombstone = tombstone_name(task_id)
+        try:
+            os.rename(name, tombstone, src_dir_fd=fd, dst_dir_fd=fd)
+        except OSError as exc:
+            if not (is_gone(exc) and self.exists(folder, tombstone)):
+                raise  # ENOENT with our tombstone there: the rename happened, its reply was lost
+        return tombstone
 
     def _lost(self, task_id: str, folder: str, name: str, held: bool) -> None:
         where = self.path(folder, name)
@@ -280,12 +334,18 @@ class TaskStore(WorkspaceFolders):
         file is the task's only copy now: whatever happens, it is not dropped."""
         fd = self.fd(folder)
         problem = f"a task with id {task_id} appeared in {folder}/ during the move"
+        tmp_ino = os.lstat(tmp, dir_fd=fd).st_ino
         try:
             self.rename_noreplace(tmp, final, fd, fd)
             return
         except FileExistsError:
-            pass
+            if self._placed(fd, tmp, final, tmp_ino):
+                unlink_quietly(tmp, fd)
+                return
         except OSError as exc:
+            if self._placed(fd, tmp, final, tmp_ino):
+                unlink_quietly(tmp, fd)
+                return
             if not is_gone(exc):
                 raise StorageError(f"cannot place {self.path(folder, final)}: {exc.strerror}",
                                    exc.errno) from None
@@ -353,6 +413,8 @@ class TaskStore(WorkspaceFolders):
                 return None
             self.rename_noreplace(name, dest, inbox, active, shared=True)
         except OSError as exc:
+            if is_gone(exc) and self.exists("active", dest):
+                return dest  # the rename happened; its reply was lost
             if is_gone(exc) or isinstance(exc, FileExistsError):
                 return None
             raise
@@ -433,7 +495,9 @@ class TaskStore(WorkspaceFolders):
         except InvalidTask as exc:
             kept = {k: record.get(k) for k in ("task_id", "at", "outcome", "agent")}
             line = json_rules.dumps({**kept, "result_unstorable": str(exc)}, indent=None)
-        self.append_line(LATE_RESULTS, line + b"\n", self.durable)
+        # One file per host on a shared file system: O_APPEND is not atomic across clients.
+        name = f"late-results@{this_host()}.jsonl" if self.shared else LATE_RESULTS
+        self.append_line(name, line + b"\n", self.durable)
 
     # -- recovery -----------------------------------------------------------
     def abandoned_temp(self, name: str, mtime: float, now: float) -> bool:
@@ -443,7 +507,7 @@ class TaskStore(WorkspaceFolders):
         any temp file older than TEMP_MAX_AGE is abandoned whatever its name says, so a
         forged name (pid 1, another host's) cannot keep a file for ever.
         """
-        parsed = parse_temp_name(name)
+        parsed = parse_temp_name(name) or parse_tombstone(name)
         if parsed is None:
             return False
         _task_id, host, pid, start = parsed
@@ -460,17 +524,34 @@ class TaskStore(WorkspaceFolders):
         Returns a line per action, for logs.
         """
         now, actions = time.time(), []
-        for folder in folders:
-            for name in [e.name for e in self.entries(folder) if parse_temp_name(e.name)]:
-                info = self.lstat(folder, name)
-                if info is None:
-                    continue
-                mtime = info.st_mtime
-                if now - mtime >= min_age and self.abandoned_temp(name, mtime, now):
-                    action = self._recover_one(folder, name, parse_temp_name(name)[0])
-                    if action:
-                        actions.append(action)
+        for parse, recover in ((parse_temp_name, self._recover_one),
+                               (parse_tombstone, self._recover_tombstone)):
+            for folder in folders:
+                for name in [e.name for e in self.entries(folder) if parse(e.name)]:
+                    info = self.lstat(folder, name)
+                    if info is None:
+                        continue
+                    if now - info.st_mtime >= min_age and \
+                            self.abandoned_temp(name, info.st_mtime, now):
+                        action = recover(folder, name, parse(name)[0])
+                        if action:
+                            actions.append(action)
         return actions
+
+    def _recover_tombstone(self, folder: str, name: str, task_id: str) -> str | None:
+        """A committed source whose writer died: the move finished, or is finished by
+        its temp file (recovered first), or, with neither, the source comes back."""
+        fd = self.fd(folder)
+        if self.locate(task_id) is not None:
+            unlink_quietly(name, fd)
+            return f"removed the committed source of a finished move {folder}/{name}"
+        if self._temp_of(task_id):
+            return None  # its temp file is not recovered yet: the move may still finish
+        try:
+            self.rename_noreplace(name, f"{task_id}.json", fd, fd, shared=True)
+        except OSError:
+            return None
+        return f"put back {task_id} into {folder}/ (its move never reached its destination)"
 
     def _recover_one(self, folder: str, name: str, task_id: str) -> str | None:
         fd = self.fd(folder)
@@ -490,6 +571,11 @@ class TaskStore(WorkspaceFolders):
         except OSError:
             return None
         return f"completed interrupted move of {task_id} into {folder}/"
+
+    def _temp_of(self, task_id: str) -> bool:
+        prefix = f".{task_id}{SEP}"
+        return any(e.name.startswith(prefix) and parse_temp_name(e.name)
+                   for folder in TASK_FOLDERS for e in self.entries(folder))
 
     def _temp_problem(self, folder: str, name: str, task_id: str) -> str | None:
         """Why a temp file is not a complete task with this id, or None if it is."""

@@ -26,6 +26,7 @@ from .errors import (
     TaskNotFound,
 )
 from .holder import Holder, process_start, this_host
+from .hosts import HostRegistry, HostView
 from .index import FolderIndex
 from .names import check_agent_name, check_task_id
 from .reaper import Reaper
@@ -60,11 +61,14 @@ class DropSite:
                  create: bool = True, max_task_bytes: int = DEFAULT_MAX_TASK_BYTES,
                  corrupt_grace: float = DEFAULT_GRACE, retry_base: float = DEFAULT_BASE,
                  retry_cap: float = DEFAULT_CAP, clock: Callable[[], float] = time.time,
-                 rand: Callable[[], float] = random.random) -> None:
+                 rand: Callable[[], float] = random.random, shared: bool | None = None) -> None:
         if not isinstance(workspace, (str, os.PathLike)):
             raise InvalidArgument(f"workspace must be a path, got {type(workspace).__name__}")
         self.workspace = Path(workspace)
-        self.store = TaskStore(self.workspace, durable=durable, max_task_bytes=max_task_bytes)
+        # `shared`: whether other hosts may share the file system (None: from the mount);
+        # it changes the commit point of every move (store.py).
+        self.store = TaskStore(self.workspace, durable=durable, max_task_bytes=max_task_bytes,
+                               shared=shared)
         if create:
             self._create()
         elif not self.store.is_workspace():
@@ -83,6 +87,7 @@ class DropSite:
         self.dispatcher = InboxDispatcher(self.store, corrupt_grace, clock)
         self.reaper = Reaper(self.store, clock, self.dispatcher.note)
         self.agents = AgentRegistry(self.store)
+        self.hosts = HostRegistry(self.store)
         self._holders: dict[str, Holder] = {}
 
     def _create(self) -> None:
@@ -163,6 +168,12 @@ class DropSite:
         return self.dispatcher.next(agent_name, wanted, by_name, exclude, refresh,
                                     lambda tid: self._claim(agent_name, tid),
                                     lambda task: self.store.unclaim(self._held(task)[1], task.id))
+
+    def unclaim(self, task: Task) -> bool:
+        """Put a claimed task back into inbox/ exactly as it was (the claim wrote nothing):
+        for a claimer that finds it cannot take the task after all."""
+        _need_task("unclaim", task)
+        return self.store.unclaim(self._held(task)[1], task.id)
 
     def inbox_index(self) -> FolderIndex:
         return self.dispatcher.index()
@@ -390,13 +401,15 @@ class DropSite:
             raise InvalidArgument(f"timeout_seconds must be a number, got {timeout_seconds!r}")
         return [task_id for task_id, _ in self.reap(stale=timeout_seconds)]
 
-    def reap(self, stale: float | None = None, include_live: bool = False) -> list[tuple[str, str]]:
+    def reap(self, stale: float | None = None, include_live: bool = False,
+             hosts: HostView | None = None) -> list[tuple[str, str]]:
         """Requeue (or fail, when out of attempts) tasks whose holder is gone.
 
         Returns (task id, reason) pairs. `include_live` also takes tasks from
-        live holders older than `stale`: a human's explicit override.
+        live holders older than `stale`: a human's explicit override. `hosts`: the
+        other hosts' leases (`self.hosts.view()`), which judge their claims.
         """
-        return self.reaper.reap(stale, include_live)
+        return self.reaper.reap(stale, include_live, hosts)
 
     def release_held_by(self, pid: int, reason: str, keep: Container[str] = (),
                         host: str | None = None) -> Iterator[tuple[str, Exception | None]]:
@@ -473,7 +486,8 @@ class _rollback(contextlib.AbstractContextManager):
                       task.retry_count, task.assigned_to, dict(task.context))
 
     def __exit__(self, kind: type | None, exc: BaseException | None, tb: Any) -> None:
-        if kind is not None and issubclass(kind, DropSiteError) and not issubclass(kind, ClaimLost):
+        if kind is not None and issubclass(kind, (DropSiteError, OSError)) \
+                and not issubclass(kind, ClaimLost):
             task = self.task
             length, task.status, task.updated_at, task.result, task.retry_count, \
                 task.assigned_to, context = self.saved

@@ -147,7 +147,7 @@ def inbox_is_total(ws: Path, skip_temps: bool = False) -> None:
             raise AssertionError(f"inbox/{entry!r} left unquarantined: {exc.reason}") from None
 
 
-EXAMPLES = int(os.environ.get("GENERATIVE_EXAMPLES", "3"))
+EXAMPLES = int(os.environ.get("GENERATIVE_EXAMPLES", "2"))
 BATCH = st.lists(entries(), min_size=30, max_size=60)
 
 

@@ -31,7 +31,7 @@ from hypothesis.stateful import (
 )
 
 from dropsited import ClaimLost, DropSite, TaskBuilder
-from dropsited.protocol.store import TASK_FOLDERS, temp_name, write_file
+from dropsited.protocol.store import TASK_FOLDERS, temp_name, tombstone_name, write_file
 
 LAST_STATUS = {"inbox": ("inbox", "retry"), "active": ("active",), "done": ("done",),
                "failed": ("failed",), "blocked": ("blocked",), "feedback": ("feedback",)}
@@ -59,13 +59,14 @@ def in_child(action) -> None:
 
 class TaskLifecycle(RuleBasedStateMachine):
     held = Bundle("held")
+    SHARED = False  # a shared file system's store commits moves by a rename (store.py)
 
     @initialize()
     def setup(self) -> None:
         self.dir = tempfile.mkdtemp(prefix="dropsited-sm-")
         self.clock = Clock()
         self.ds = DropSite(Path(self.dir) / "ws", durable=False, clock=self.clock,
-                           rand=lambda: 0.0)
+                           rand=lambda: 0.0, shared=self.SHARED)
         self.folder: dict[str, str] = {}
         self.retries: dict[str, int] = {}
         self.max_retries: dict[str, int] = {}
@@ -240,10 +241,32 @@ class TaskLifecycle(RuleBasedStateMachine):
 
         def die() -> None:
             write_file(self.ds.workspace / "blocked" / temp_name(task_id), task.to_json(), False)
-            os.unlink(src)
+            if self.SHARED:  # the commit is the source renamed to this writer's tombstone
+                os.rename(src, src.parent / tombstone_name(task_id))
+            else:
+                os.unlink(src)
         in_child(die)
         self.ds.store.recover_temp_files()  # promoted: the move is finished
         self.folder[task_id] = "blocked"
+
+    @precondition(lambda self: self.SHARED and self.free("inbox"))
+    @rule(data=st.data(), placed=st.booleans())
+    def crash_after_commit_without_temp(self, data, placed: bool) -> None:
+        """Shared store: the writer died with its tombstone left, after placing the task
+        (`placed`) or having lost its temp file: finished, or the source put back."""
+        task_id = data.draw(st.sampled_from(self.free("inbox")))
+        src = self.ds.store.locate(task_id).path
+        task = self.ds.store.load(src)
+        task.log("blocked", reason="crash test")
+
+        def die() -> None:
+            os.rename(src, src.parent / tombstone_name(task_id))
+            if placed:
+                write_file(self.ds.workspace / "blocked" / f"{task_id}.json", task.to_json(), False)
+        in_child(die)
+        self.ds.store.recover_temp_files()
+        if placed:
+            self.folder[task_id] = "blocked"
 
     # -- the properties -------------------------------------------------------------------
     @invariant()
@@ -277,3 +300,13 @@ TaskLifecycle.TestCase.settings = settings(
     max_examples=int(os.environ.get("STATE_MACHINE_EXAMPLES", "60")), stateful_step_count=40,
     deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 test_task_lifecycle = TaskLifecycle.TestCase
+
+
+class SharedTaskLifecycle(TaskLifecycle):
+    SHARED = True
+
+
+SharedTaskLifecycle.TestCase.settings = settings(
+    max_examples=int(os.environ.get("STATE_MACHINE_EXAMPLES", "30")), stateful_step_count=40,
+    deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+test_shared_task_lifecycle = SharedTaskLifecycle.TestCase

@@ -157,7 +157,7 @@ BETWEEN_STATES = frozenset({"STARTING", "STOPPING", "BACKOFF"})
 def open_agent_log(spec: AgentSpec, ctx: Context) -> RotatingLog:
     """The agent's log: in the workspace's agents/logs/ (made 0755 and opened without
     following links), or the manifest's `log.file`, which its author chose."""
-    path = log_path(ctx.ds.workspace, spec.name, spec.log.file)
+    path = log_path(ctx.ds.workspace, spec.name, spec.log.file, ctx.ds.store.shared)
     store = ctx.ds.store
     if spec.log.file is not None:
         return RotatingLog(path, spec.log.max_bytes, spec.log.backups)

@@ -19,16 +19,23 @@ from pathlib import Path
 from typing import IO, Any
 
 from ...protocol.folders import AGENT_LOGS
+from ...protocol.holder import this_host
 
 LOG_MODE = 0o640  # agent output may hold secrets: not for every local user
 LOG_FOLDER = AGENT_LOGS  # in the workspace, unless the manifest's `log.file` says where
 _OPEN_LOG = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def log_path(workspace: Path, agent: str, chosen: Path | None = None) -> Path:
-    """Where an agent's log is: the manifest's `log.file` if it chose one, else
-    <workspace>/agents/logs/<agent>.log (for the daemon, `dropsited logs` and the docs)."""
-    return chosen if chosen is not None else workspace / LOG_FOLDER / f"{agent}.log"
+def log_path(workspace: Path, agent: str, chosen: Path | None = None,
+             shared: bool = False) -> Path:
+    """Where an agent's log is (for the daemon, `dropsited logs` and the docs): the
+    manifest's `log.file` if it chose one, else <workspace>/agents/logs/<agent>.log, or
+    <agent>@<host>.log on a shared file system, where hosts may run agents of one name
+    and O_APPEND does not make their lines atomic."""
+    if chosen is not None:
+        return chosen
+    name = f"{agent}@{this_host()}.log" if shared else f"{agent}.log"
+    return workspace / LOG_FOLDER / name
 
 
 class RotatingLog:

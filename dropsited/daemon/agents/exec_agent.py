@@ -256,7 +256,7 @@ class ExecAgent(AgentGroup):
                 settled, error = release(self.ctx.ds, task, "daemon stopping", self.name), ""
             else:
                 outcome = self._outcome(exited)
-                settled, error = settle(self.ctx.ds, task, outcome, self.name), outcome.error
+                settled, error = settle(self.ctx, task, outcome, self.name), outcome.error
         except Exception as exc:  # never let a slot thread die silently
             log.exception("%s: recording %s failed", self.name, task.id)
             settled, error = Settled.ERROR, str(exc)

@@ -8,6 +8,7 @@ it holds, then is closed.
 from __future__ import annotations
 
 from ..context import Context, log
+from ..events import Finished, RestartInstance, SpawnFailed
 from ..manifest import AgentSpec
 from ..reload import Change
 from .agent_group import AgentGroup
@@ -37,6 +38,56 @@ class Roster:
 
     def running_tasks(self) -> set[str]:
         return {task_id for group in self.all() for task_id in group.running}
+
+    def runs(self, task_id: str) -> bool:
+        """A group of ours holds `task_id` (its process may still be running)."""
+        return any(task_id in group.running for group in self.all())
+
+    # -- every group at once (the loop's turns, the drain) -------------------------------
+    def tick(self, now: float) -> None:
+        for group in self.all():
+            group.tick(now)
+
+    def check_memory(self) -> None:
+        for group in self.all():
+            group.check_memory()
+
+    def busy(self) -> bool:
+        return any(group.busy() for group in self.all())
+
+    def begin_stop(self) -> None:
+        for group in self.all():
+            group.begin_stop()
+
+    def kill_now(self) -> None:
+        for group in self.all():
+            group.kill_now()
+
+    def stopped(self) -> bool:
+        return all(group.stopped() for group in self.all())
+
+    def tidy(self) -> None:
+        """Close retired groups that stopped; forget instances beyond a new concurrency."""
+        self.close_retired()
+        for group in self.current.values():
+            group.reap_removed()
+
+    def close(self) -> None:
+        for group in self.all():
+            group.close()
+
+    # -- events from the groups' threads, applied by the loop ----------------------------
+    def on_finished(self, event: Finished) -> None:
+        if (group := self.owner(event.agent, event.task_id)) is not None:
+            group.finished(event.task_id, event.settled, event.error)
+
+    def on_spawn_failed(self, event: SpawnFailed) -> None:
+        if (group := self.owner(event.agent, event.task_id)) is not None:
+            group.spawn_failed(event.task_id, event.message)
+
+    def on_restart_instance(self, event: RestartInstance) -> None:
+        if (group := self.current.get(event.agent)) is not None:
+            group.restart_instance(event.index)
 
     def specs(self) -> dict[str, AgentSpec]:
         return {name: group.spec for name, group in self.current.items()}

@@ -128,7 +128,7 @@ class WorkerInstance(Supervised):
             except Exception as exc:  # never let the I/O thread die with a task in hand
                 log.exception("%s: talking to the worker about %s failed", self.name, task.id)
                 outcome = Outcome(Kind.FAIL, error=f"the daemon could not run this task: {exc}")
-                settled, error = settle(self.ctx.ds, task, outcome, self.group.name), outcome.error
+                settled, error = settle(self.ctx, task, outcome, self.group.name), outcome.error
             self.ctx.post(Finished(self.group.name, task.id, settled, error))
         child.stdout.close()
 
@@ -150,11 +150,11 @@ class WorkerInstance(Supervised):
             waited = write_by - started
             outcome = Outcome(Kind.FAIL, error=f"timeout: the worker did not read its task within "
                               f"{waited:g}s; restarted", details={"reason": "timeout"})
-            return settle(self.ctx.ds, task, outcome, self.group.name), outcome.error
+            return settle(self.ctx, task, outcome, self.group.name), outcome.error
         outcome = self._await_reply(child, reader, task, deadline)
         if outcome is None:  # daemon stopping at once
             return release(self.ctx.ds, task, "daemon stopping", self.group.name), ""
-        return settle(self.ctx.ds, task, outcome, self.group.name), outcome.error
+        return settle(self.ctx, task, outcome, self.group.name), outcome.error
 
     def _await_reply(self, child: Child, reader: LineReader, task: Task,
                      deadline: float | None) -> Outcome | None:
