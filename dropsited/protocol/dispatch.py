@@ -10,7 +10,8 @@ from collections.abc import Callable, Iterator
 
 from .errors import TaskNotFound
 from .index import FolderIndex, routable
-from .store import BadFile, TaskStore, is_move_file
+from .move_names import is_move_file
+from .store import BadFile, TaskStore
 from .task import Task, parse_iso
 
 ClaimOne = Callable[[str], "Task | None"]

@@ -19,7 +19,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from .errors import DropSiteError
-from .store import BadFile, TaskStore, is_move_file
+from .move_names import is_move_file
+from .store import BadFile, TaskStore
 from .task import Task
 
 

@@ -1,4 +1,4 @@
-"""The only module that creates, moves or removes task files.
+"""The only module (with its repairs, store_repair.py) that creates, moves or removes task files.
 
 Every move follows one pattern, chosen for crash safety and for ext4 speed:
 
@@ -33,11 +33,9 @@ import contextlib
 import errno
 import os
 import stat
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import json_rules
 from .errors import ClaimLost, DropSiteError, InvalidTask, TaskNotFound
 from .folders import (
     META_FOLDERS,
@@ -47,7 +45,6 @@ from .folders import (
     WorkspaceFolders,
 )
 from .fs import (
-    ON_LINUX,
     BadFile,
     StorageError,
     fsync_dir,
@@ -57,22 +54,25 @@ from .fs import (
     unlink_quietly,
     write_file,
 )
-from .holder import SEP, Holder, parse_active_name, process_start, this_host
+from .holder import SEP, Holder, parse_active_name
 from .mounts import on_network
+from .move_names import (
+    my_temp_tag,
+    parse_temp_name,
+    temp_name,
+    tombstone_name,
+)
 from .names import is_valid_task_id
+from .store_repair import LATE_RESULTS, StoreRepair
 from .task import Task, utcnow_iso
 
 __all__ = [
     "BadFile", "DEFAULT_MAX_TASK_BYTES", "LATE_RESULTS", "Located", "META_FOLDERS", "QUARANTINE",
     "StorageError", "TASK_FOLDERS", "TaskStore", "UnsafeWorkspace", "apply_claim", "fsync_dir",
-    "parse_temp_name", "read_bytes", "temp_name", "write_file",
+    "parse_temp_name", "read_bytes", "temp_name", "tombstone_name", "write_file",
 ]
 
-LATE_RESULTS = "late-results.jsonl"
 DEFAULT_MAX_TASK_BYTES = 4 * 1024 * 1024
-# A move keeps its temp file for milliseconds. One older than this is abandoned
-# whatever its name claims (a forged `.x~host~1~0.tmp` names pid 1, which is alive).
-TEMP_MAX_AGE = 3600.0
 
 
 @dataclass
@@ -89,50 +89,7 @@ class Located:
         return self.path.name
 
 
-_temp_tag: tuple[int, str] | None = None
-
-
-def _my_temp_tag() -> str:
-    """host~pid~start of this process, read from /proc once per process (not per move)."""
-    global _temp_tag
-    pid = os.getpid()
-    if _temp_tag is None or _temp_tag[0] != pid:  # first call, or a forked child
-        _temp_tag = (pid, SEP.join((this_host(), str(pid), str(process_start(pid) or 0))))
-    return _temp_tag[1]
-
-
-def temp_name(task_id: str) -> str:
-    return f".{task_id}{SEP}{_my_temp_tag()}.tmp"
-
-
-def parse_temp_name(name: str) -> tuple[str, str, int, int] | None:
-    """(task id, host, pid, start) of one of our temp files, else None."""
-    if not (name.startswith(".") and name.endswith(".tmp")):
-        return None
-    parts = name[1:-4].split(SEP)
-    if len(parts) != 4:
-        return None
-    try:
-        return parts[0], parts[1], int(parts[2]), int(parts[3])
-    except ValueError:
-        return None
-
-
-def tombstone_name(task_id: str) -> str:
-    return f".{task_id}{SEP}{_my_temp_tag()}.old"
-
-
-def parse_tombstone(name: str) -> tuple[str, str, int, int] | None:
-    """(task id, host, pid, start) of a move's committed source, else None."""
-    return parse_temp_name(name[:-4] + ".tmp") if name.endswith(".old") else None
-
-
-def is_move_file(name: str) -> bool:
-    """A temp file or a tombstone: a move in progress, owned by recovery, never quarantined."""
-    return parse_temp_name(name) is not None or parse_tombstone(name) is not None
-
-
-class TaskStore(WorkspaceFolders):
+class TaskStore(StoreRepair, WorkspaceFolders):
     """Task files of one workspace. The DropSite facade adds task semantics."""
 
     def __init__(self, root: Path, durable: bool = True,
@@ -389,7 +346,7 @@ class TaskStore(WorkspaceFolders):
 
     def _probe_links(self) -> bool:
         fd = self.root_fd()  # not a task folder: no reader lists the root
-        a, b = (f".dropsite-probe{SEP}{_my_temp_tag()}{SEP}{x}" for x in "ab")
+        a, b = (f".dropsite-probe{SEP}{my_temp_tag()}{SEP}{x}" for x in "ab")
         try:
             write_file(a, b"", False, dir_fd=fd)
         except StorageError:
@@ -430,176 +387,6 @@ class TaskStore(WorkspaceFolders):
                 return False
             raise
         return True
-
-    # -- quarantine and late results --------------------------------------------
-    def quarantine(self, folder: str, name: str, reason: str) -> Path | None:
-        """Move a bad entry (never following links) to quarantine/ beside a `.reason` file."""
-        try:
-            self.make_folder(QUARANTINE)
-            qfd, src_fd = self.fd(QUARANTINE), self.fd(folder)
-        except (OSError, DropSiteError):
-            return None  # quarantine/ is a link or unwritable: the entry stays where it is
-        kept = name.lstrip(".") or "unnamed"
-        if kept.endswith(".reason"):  # a payload must never pass for a record
-            kept += ".file"
-        try:
-            info = os.lstat(name, dir_fd=src_fd)
-        except OSError as exc:
-            if is_gone(exc):
-                return None
-            raise
-        for attempt in range(3):
-            dest = kept if attempt == 0 else f"{int(time.time() * 1000)}-{os.getpid()}-{kept}"
-            if self.exists(QUARANTINE, dest) or self.exists(QUARANTINE, dest + ".reason"):
-                continue
-            try:
-                self.rename_noreplace(name, dest, src_fd, qfd, shared=True)
-                break
-            except FileExistsError:
-                continue
-            except OSError as exc:
-                if is_gone(exc):
-                    return None
-                raise
-        else:
-            return None
-        record = {"file": f"{folder}/{name}", "quarantined_as": dest, "error": reason,
-                  "size": info.st_size, "at": utcnow_iso()}
-        # The file itself is safe in quarantine/; its reason is best effort.
-        with contextlib.suppress(StorageError, InvalidTask):
-            write_file(dest + ".reason", json_rules.dumps(record) + b"\n", self.durable, dir_fd=qfd)
-        return self.path(QUARANTINE, dest)
-
-    def quarantined(self) -> list[dict]:
-        """The quarantine records, each parsed totally: one that is not a JSON object of
-        the expected fields is listed as unreadable, never trusted, never raised."""
-        records = []
-        for entry in self.entries(QUARANTINE):
-            if not entry.name.endswith(".reason") or entry.name.startswith("."):
-                continue
-            data = self.read_record(QUARANTINE, entry.name) or {}
-            record = {"quarantined_as": entry.name[:-7], "file": None,
-                      "error": "reason unreadable", "size": None, "at": ""}
-            for key in ("file", "error", "at"):
-                if isinstance(data.get(key), str):
-                    record[key] = data[key]
-            if type(data.get("size")) is int:
-                record["size"] = data["size"]
-            records.append(record)
-        return sorted(records, key=lambda r: r["at"])
-
-    def log_late_result(self, record: dict) -> None:
-        """Append one JSON line for a result that arrived after its claim was lost."""
-        try:
-            line = json_rules.dumps(record, indent=None)
-        except InvalidTask as exc:
-            kept = {k: record.get(k) for k in ("task_id", "at", "outcome", "agent")}
-            line = json_rules.dumps({**kept, "result_unstorable": str(exc)}, indent=None)
-        # One file per host on a shared file system: O_APPEND is not atomic across clients.
-        name = f"late-results@{this_host()}.jsonl" if self.shared else LATE_RESULTS
-        self.append_line(name, line + b"\n", self.durable)
-
-    # -- recovery -----------------------------------------------------------
-    def abandoned_temp(self, name: str, mtime: float, now: float) -> bool:
-        """Whether a temp file's writer can no longer finish it.
-
-        A writer on this host is asked (dead, or its pid now names another process);
-        any temp file older than TEMP_MAX_AGE is abandoned whatever its name says, so a
-        forged name (pid 1, another host's) cannot keep a file for ever.
-        """
-        parsed = parse_temp_name(name) or parse_tombstone(name)
-        if parsed is None:
-            return False
-        _task_id, host, pid, start = parsed
-        if now - mtime >= TEMP_MAX_AGE:
-            return True
-        return host == this_host() and not _writer_alive(pid, start)
-
-    def recover_temp_files(self, min_age: float = 0.0,
-                           folders: tuple[str, ...] = TASK_FOLDERS) -> list[str]:
-        """Finish or discard the temp files of writers that died mid-move.
-
-        A dead writer's temp file whose task exists nowhere else was committed
-        (step 2 happened): promote it. Otherwise it was never committed: remove it.
-        Returns a line per action, for logs.
-        """
-        now, actions = time.time(), []
-        for parse, recover in ((parse_temp_name, self._recover_one),
-                               (parse_tombstone, self._recover_tombstone)):
-            for folder in folders:
-                for name in [e.name for e in self.entries(folder) if parse(e.name)]:
-                    info = self.lstat(folder, name)
-                    if info is None:
-                        continue
-                    if now - info.st_mtime >= min_age and \
-                            self.abandoned_temp(name, info.st_mtime, now):
-                        action = recover(folder, name, parse(name)[0])
-                        if action:
-                            actions.append(action)
-        return actions
-
-    def _recover_tombstone(self, folder: str, name: str, task_id: str) -> str | None:
-        """A committed source whose writer died: the move finished, or is finished by
-        its temp file (recovered first), or, with neither, the source comes back."""
-        fd = self.fd(folder)
-        if self.locate(task_id) is not None:
-            unlink_quietly(name, fd)
-            return f"removed the committed source of a finished move {folder}/{name}"
-        if self._temp_of(task_id):
-            return None  # its temp file is not recovered yet: the move may still finish
-        try:
-            self.rename_noreplace(name, f"{task_id}.json", fd, fd, shared=True)
-        except OSError:
-            return None
-        return f"put back {task_id} into {folder}/ (its move never reached its destination)"
-
-    def _recover_one(self, folder: str, name: str, task_id: str) -> str | None:
-        fd = self.fd(folder)
-        if not is_valid_task_id(task_id):
-            self.quarantine(folder, name, "a temp file whose name holds no task id")
-            return f"quarantined temp file {folder}/{name} (no task id in its name)"
-        if self.locate(task_id) is not None:
-            unlink_quietly(name, fd)
-            return f"removed uncommitted temp file {folder}/{name}"
-        if (problem := self._temp_problem(folder, name, task_id)) is not None:
-            # A submit killed mid-write leaves a partial temp file and no
-            # other copy: promoting it would put a corrupt file in inbox/.
-            self.quarantine(folder, name, f"unfinished write of {task_id}: {problem}")
-            return f"quarantined unreadable temp file {folder}/{name}"
-        try:
-            self.rename_noreplace(name, f"{task_id}.json", fd, fd, shared=True)
-        except OSError:
-            return None
-        return f"completed interrupted move of {task_id} into {folder}/"
-
-    def _temp_of(self, task_id: str) -> bool:
-        prefix = f".{task_id}{SEP}"
-        return any(e.name.startswith(prefix) and parse_temp_name(e.name)
-                   for folder in TASK_FOLDERS for e in self.entries(folder))
-
-    def _temp_problem(self, folder: str, name: str, task_id: str) -> str | None:
-        """Why a temp file is not a complete task with this id, or None if it is."""
-        try:
-            task = Task.from_json(self.read(folder, name, self.max_task_bytes), default_id=task_id)
-        except (BadFile, InvalidTask) as exc:
-            return getattr(exc, "reason", str(exc))
-        except FileNotFoundError:
-            return "vanished"
-        return None if task.id == task_id else f"id {task.id!r} does not match"
-
-
-def _writer_alive(pid: int, start: int) -> bool:
-    """Whether the process that named itself in a temp file is still that process.
-
-    On Linux every real writer records its start time: a 0 there is a forged name."""
-    if pid <= 0:
-        return False
-    current = process_start(pid)
-    if current is None:
-        return False
-    if start == 0:
-        return not ON_LINUX
-    return current == start
 
 
 def apply_claim(task: Task, holder: Holder) -> None:

@@ -21,13 +21,13 @@ from .errors import (
     ClaimLost,
     DropSiteError,
     InvalidArgument,
-    InvalidTask,
     NotAWorkspace,
     TaskNotFound,
 )
 from .holder import Holder, process_start, this_host
 from .hosts import HostRegistry, HostView
 from .index import FolderIndex
+from .listing import list_folder
 from .names import check_agent_name, check_task_id
 from .reaper import Reaper
 from .retry_policy import DEFAULT_BASE, DEFAULT_CAP, retry_delay
@@ -42,6 +42,7 @@ from .store import (
     UnsafeWorkspace,
 )
 from .task import Task, utcnow_iso
+from .workspace_args import by_entry, need_task, need_text, rollback, tag_set
 
 DEFAULT_GRACE = 30.0
 
@@ -106,13 +107,13 @@ class DropSite:
     def submit(self, task: Task) -> str:
         """Drop a task into inbox/; refuses an id any folder already holds, and anything a
         reader would refuse (InvalidTask), before writing anything."""
-        _need_task("submit", task)
+        need_task("submit", task)
         check_task_id(task.id)
         Task.from_dict(task.to_dict())  # the same validation a reader applies
         extra = {}
         if task.submit_delay:
             extra["not_before"] = utcnow_iso(self.clock() + task.submit_delay)
-        with _rollback(task):
+        with rollback(task):
             task.log("inbox", **extra)
             self.store.create("inbox", task)
         self.dispatcher.note(task.id)
@@ -163,8 +164,8 @@ class DropSite:
         daemon's rules for an agent without tags: PROTOCOL.md §5).
         """
         check_agent_name(agent_name)
-        wanted = _tag_set("tags", tags)
-        exclude = _tag_set("exclude_tags", exclude_tags)
+        wanted = tag_set("tags", tags)
+        exclude = tag_set("exclude_tags", exclude_tags)
         return self.dispatcher.next(agent_name, wanted, by_name, exclude, refresh,
                                     lambda tid: self._claim(agent_name, tid),
                                     lambda task: self.store.unclaim(self._held(task)[1], task.id))
@@ -172,7 +173,7 @@ class DropSite:
     def unclaim(self, task: Task) -> bool:
         """Put a claimed task back into inbox/ exactly as it was (the claim wrote nothing):
         for a claimer that finds it cannot take the task after all."""
-        _need_task("unclaim", task)
+        need_task("unclaim", task)
         return self.store.unclaim(self._held(task)[1], task.id)
 
     def inbox_index(self) -> FolderIndex:
@@ -196,10 +197,10 @@ class DropSite:
 
         InvalidTask (and the task unchanged, still held) when the result cannot be
         stored: NaN or Infinity, a lone surrogate, over the size limit."""
-        _need_task("complete", task)
+        need_task("complete", task)
         if result is not None and not isinstance(result, dict):
             result = {"value": result}
-        with _rollback(task):
+        with rollback(task):
             task.result = result
             task.log("done", **entry)
             self._leave_active(task, "done")
@@ -212,10 +213,10 @@ class DropSite:
         `details` (exit status, stderr tail) go into the history entry.
         Returns the folder the task went to.
         """
-        _need_task("fail", task)
-        error = _need_text("fail", "error", error)
+        need_task("fail", task)
+        error = need_text("fail", "error", error)
         extra = dict(details or {})
-        with _rollback(task):
+        with rollback(task):
             self._restore_assignment(task)
             if tempfail:
                 waits = sum(1 for e in task.history if e.get("tempfail"))
@@ -233,25 +234,25 @@ class DropSite:
 
     def release(self, task: Task, reason: str = "released", **extra: Any) -> None:
         """Give a held task back to inbox/ at once without using an attempt (a clean stop)."""
-        _need_task("release", task)
-        reason = _need_text("release", "reason", reason)
-        with _rollback(task):
+        need_task("release", task)
+        reason = need_text("release", "reason", reason)
+        with rollback(task):
             self._restore_assignment(task)
             task.log("inbox", released=True, reason=reason, **extra)
             self._leave_active(task, "inbox")
 
     def request_feedback(self, task: Task, question: Any) -> None:
         """active/ -> feedback/ with the question in context["_feedback_request"]."""
-        _need_task("request_feedback", task)
-        with _rollback(task):
+        need_task("request_feedback", task)
+        with rollback(task):
             task.context["_feedback_request"] = question
             task.log("feedback")
             self._leave_active(task, "feedback")
 
     def block(self, task: Task, reason: str, **entry: Any) -> None:
-        _need_task("block", task)
-        reason = _need_text("block", "reason", reason)
-        with _rollback(task):
+        need_task("block", task)
+        reason = need_text("block", "reason", reason)
+        with rollback(task):
             task.log("blocked", reason=reason, **entry)
             self._leave_active(task, "blocked")
 
@@ -297,19 +298,19 @@ class DropSite:
         """feedback/ -> inbox/ with the answer in context["_feedback_response"]."""
         task, where = self._load_from("feedback", task_id)
         task.context["_feedback_response"] = response
-        task.log("inbox", feedback_received=True, **_by(by))
+        task.log("inbox", feedback_received=True, **by_entry(by))
         return self._move_at_rest(where, task)
 
     def unblock(self, task_id: str, note: str | None = None, by: str | None = None) -> Task:
         task, where = self._load_from("blocked", task_id)
-        task.log("inbox", unblocked=True, **_by(by), **({"note": str(note)} if note else {}))
+        task.log("inbox", unblocked=True, **by_entry(by), **({"note": str(note)} if note else {}))
         return self._move_at_rest(where, task)
 
     def retry(self, task_id: str, by: str | None = None) -> Task:
         """failed/ -> inbox/ with the attempt count reset, for a human who fixed the cause."""
         task, where = self._load_from("failed", task_id)
         task.retry_count = 0
-        task.log("inbox", retried=True, **_by(by))
+        task.log("inbox", retried=True, **by_entry(by))
         return self._move_at_rest(where, task)
 
     def _move_at_rest(self, where: tuple[str, str], task: Task) -> Task:
@@ -331,25 +332,7 @@ class DropSite:
     def list_tasks(self, folder: str, agent: str | None = None,
                    tags: list[str] | None = None) -> list[Task]:
         """Tasks in a folder, 0.1.0's filters and order; unreadable files are skipped."""
-        if folder not in TASK_FOLDERS:
-            raise DropSiteError(f"unknown folder {folder!r} (one of: {', '.join(TASK_FOLDERS)})")
-        wanted = _tag_set("tags", tags)
-        tasks = []
-        for entry in self.store.entries(folder):
-            if not entry.name.endswith(".json") or entry.name.startswith("."):
-                continue
-            try:
-                task = self.store.load_entry(folder, entry.name)
-            except (FileNotFoundError, BadFile, InvalidTask):
-                continue
-            if agent and task.assigned_to and task.assigned_to != agent:
-                continue
-            if wanted and not any(t in wanted for t in task.tags):
-                continue
-            tasks.append(task)
-        # 0.1.0 sorts the file names first, so ties fall back to the id.
-        tasks.sort(key=lambda t: (t.priority, t.created_at, t.id))
-        return tasks
+        return list_folder(self.store, folder, agent, tag_set("tags", tags))
 
     def get_task(self, task_id: str) -> Task | None:
         found = self.locate(task_id)
@@ -449,49 +432,3 @@ class DropSite:
         importable, polling otherwise: see waiting.py."""
         from .waiting import wait_for  # loaded on first use: plain DropSite use never needs it
         return wait_for(self, [task_id], timeout, until)[task_id][1]
-
-
-def _by(person: str | None) -> dict:
-    return {} if person is None else {"by": _need_text("by", "by", person)}
-
-
-def _need_task(call: str, task: Any) -> None:
-    if not isinstance(task, Task):
-        raise InvalidArgument(f"{call}() needs a Task, got {type(task).__name__} "
-                              "(did a claim return None?)")
-
-
-def _need_text(call: str, what: str, value: Any) -> str:
-    if value is None:
-        raise InvalidArgument(f"{call}(): {what} must be a string, got None")
-    return value if isinstance(value, str) else str(value)
-
-
-def _tag_set(what: str, tags: Any) -> frozenset | None:
-    if tags is None:
-        return None
-    if isinstance(tags, str) or not all(isinstance(t, str) for t in tags):
-        raise InvalidArgument(f"{what} must be a list of strings, got {tags!r:.80}")
-    return frozenset(tags) or None
-
-
-class _rollback(contextlib.AbstractContextManager):
-    """Undo the in-memory changes of a move that failed (InvalidTask: a result with NaN,
-    too big...; StorageError: disk full, folder gone), so the caller still holds the
-    task as it was and may record another outcome, such as a failed attempt."""
-
-    def __init__(self, task: Task) -> None:
-        self.task = task
-        self.saved = (len(task.history), task.status, task.updated_at, task.result,
-                      task.retry_count, task.assigned_to, dict(task.context))
-
-    def __exit__(self, kind: type | None, exc: BaseException | None, tb: Any) -> None:
-        if kind is not None and issubclass(kind, (DropSiteError, OSError)) \
-                and not issubclass(kind, ClaimLost):
-            task = self.task
-            length, task.status, task.updated_at, task.result, task.retry_count, \
-                task.assigned_to, context = self.saved
-            del task.history[length:]
-            task.context.clear()
-            task.context.update(context)
-        return None
