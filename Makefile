@@ -61,8 +61,12 @@ peers:
 up: $(VENV)/.installed
 	$(BIN)/dropsited up -c $(MANIFEST) --demo
 
+# Two xdist workers: most tests wait on real daemons and processes, so two run in about
+# the time of one. Tests sharing a machine-wide resource (the multi-host bed, the second
+# Unix user, pm2) stay in one worker each (tests/conftest.py's SERIAL_GROUPS).
+JOBS ?= 2
 test: $(VENV)/.installed-test
-	$(BIN)/pytest -q -m "not soak"
+	$(BIN)/pytest -q -m "not soak" -n $(JOBS) --dist loadgroup
 
 soak: $(VENV)/.installed-test
 	$(BIN)/pytest -q -m soak
