@@ -50,6 +50,7 @@ class Roster:
     def tick(self, now: float) -> None:
         for group in self.all():
             group.tick(now)
+        for group in self.current.values():  # a retiring group never starts again
             group.control_tick()
 
     def check_memory(self) -> None:
