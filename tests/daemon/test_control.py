@@ -155,13 +155,20 @@ def test_stop_holds_across_reload_and_scale_until_start(control_daemon):
     sleeper = next(a for a in as_json["agents"] if a["name"] == "sleeper")
     assert sleeper["stopped_by"]["user"] == ME
 
+    assert _ctl(d, "scale", "lines", "2").returncode == 0
+    changed = _agents(d.pids)
+    changed[0]["stop_grace"] = "0.4s"  # a new definition: the group is made anew
+    d.write_manifest(changed)
     d.send(signal.SIGHUP)
     wait_until(lambda: "reload done" in d.stderr(), 10, "reload", daemon=d)
+    assert "restarting agent sleeper (definition changed)" in d.stderr()
+    assert d.wait_agent("lines", lambda r: len(r["pids"]) == 2)["concurrency"] == 2  # kept
     assert _ctl(d, "scale", "sleeper", "3").returncode == 0
     extra = d.drop("while stopped", tags=("exec",))
     wait_until(lambda: d.agent_record("sleeper").get("concurrency") == 3, 5, "scaled")
     assert d.folder_of(task_id) == "inbox" and d.folder_of(extra) == "inbox"
-    assert d.agent_record("sleeper")["state"] == "STOPPED"
+    record = d.agent_record("sleeper")
+    assert record["state"] == "STOPPED" and record["stopped_by"]["user"] == ME
 
     done = _ctl(d, "start", "sleeper")
     assert done.returncode == 0, done.stderr
