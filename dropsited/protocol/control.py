@@ -23,12 +23,12 @@ from typing import Any
 
 from . import json_rules
 from .errors import DropSiteError
-from .folders import STATE_DIR, WorkspaceFolders
+from .folders import CONTROL_DIR, STATE_DIR, WorkspaceFolders
 from .fs import GONE, OPEN_READ, StorageError
 from .names import check_agent_name, check_task_id, is_valid_task_id, new_task_id
 from .task import utcnow_iso
 
-CONTROL = f"{STATE_DIR}/control"
+CONTROL = CONTROL_DIR
 VERSION = 1
 VERBS = ("stop", "start", "restart", "scale", "cancel")
 AGENT_VERBS = ("stop", "start", "restart", "scale")

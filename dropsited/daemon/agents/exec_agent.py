@@ -109,7 +109,7 @@ class ExecAgent(AgentGroup):
         the same queue.
         """
         quick = self.recent_runtime is not None and self.recent_runtime < PREFETCH_BELOW
-        if not quick or self.ctx.draining or self._stalled():
+        if not quick or self.ctx.draining or self._stalled() or self.agent_state is S.STOPPING:
             return 0
         return 2 * self.spec.concurrency - len(self.running)
 

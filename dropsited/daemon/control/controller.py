@@ -49,12 +49,19 @@ class Controller:
 
     def start(self) -> None:
         """Make the control folder (0755: only this user may ask), take what waits."""
+        self._make_folder()
+        self.scan()
+
+    def _make_folder(self) -> None:
         self.folders.make_folder(STATE_DIR)
         self.folders.make_folder(CONTROL)
-        self.scan()
 
     def scan(self) -> None:
         try:
+            if not self.folders.exists(STATE_DIR, "control"):
+                # removed (rm -rf .dropsited): made again; rescans find its requests
+                self.folders.revalidate()
+                self._make_folder()
             names = [entry.name for entry in self.folders.entries(CONTROL)]
         except (OSError, DropSiteError) as exc:
             log_limited("control", f"cannot list {self.folders.path(CONTROL)}: {exc}")
