@@ -175,7 +175,7 @@ def _print_status(ws: Path, running: bool, record: dict, agents: list, queues: d
         click.echo(f"no dropsited is running on {ws}")
     if running and agents:
         rows = ([a.get("name"), a.get("host", "-") if hosts else a.get("mode", "-"),
-                 a.get("state", "-"),
+                 _state_text(a),
                  ",".join(str(p) for p in a.get("pids", [])) or "-", a.get("restarts", 0),
                  a.get("tasks_done", 0), a.get("tasks_failed", 0),
                  ",".join(t[:8] for t in a.get("running", [])) or "-",
@@ -183,6 +183,15 @@ def _print_status(ws: Path, running: bool, record: dict, agents: list, queues: d
         click.echo(table(rows, ("agent", "host" if hosts else "mode", "state", "pids",
                                 "restarts", "done", "failed", "running", "last error")))
     click.echo("queues: " + visible("  ".join(f"{k} {v}" for k, v in queues.items())))
+
+
+def _state_text(record: dict) -> str:
+    """The agent's state, and who stopped it if it was stopped by request."""
+    stopped_by = record.get("stopped_by")
+    state = str(record.get("state", "-"))
+    if isinstance(stopped_by, dict):
+        return f"{state} (by {stopped_by.get('user', '?')})"
+    return state
 
 
 @click.command()

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..protocol import DropSiteError
+from ..protocol.control import CONTROL
 from ..protocol.hosts import DEFAULT_LEASE
 from ..service.defaults import DEFAULT_DRAIN_GRACE
 from ..service.sdnotify import Notifier
@@ -26,10 +27,11 @@ from .agents.roster import Roster
 from .containment.containment import Containment
 from .containment.process_tree import DaemonMarker
 from .context import Context, log, log_limited
+from .control.controller import Controller
 from .dispatch import upkeep
 from .dispatch.dispatcher import dispatch
 from .dispatch.inbox_watch import InboxWatcher
-from .events import Finished, Hint, ReapNow, RestartInstance, Signal, SpawnFailed
+from .events import ControlRequest, Finished, Hint, ReapNow, RestartInstance, Signal, SpawnFailed
 from .host_lease import HostLease
 from .manifest import Manifest
 from .status import DaemonLock, StatusPublisher, daemon_identity
@@ -84,6 +86,7 @@ class Daemon:
         self.status: StatusPublisher | None = None
         self.watcher: InboxWatcher | None = None
         self.timers: Timers | None = None
+        self.control: Controller | None = None
         self.drain_deadline = 0.0
         self.stop_now = False
         self.state = DaemonState.STARTING
@@ -93,6 +96,7 @@ class Daemon:
             Finished: lambda e: self.agents.on_finished(e),
             SpawnFailed: lambda e: self.agents.on_spawn_failed(e),
             RestartInstance: lambda e: self.agents.on_restart_instance(e),
+            ControlRequest: lambda e: self.control.pick_up(e.name),
         }
 
     # -- life cycle ----------------------------------------------------------------
@@ -133,8 +137,14 @@ class Daemon:
             signal.signal(sig, lambda signum, _: ctx.post(Signal(signum)))  # acted on in the loop
         for spec in self.manifest.agents:
             self.agents.add(spec)
+        accepting = (DaemonState.STARTING, DaemonState.RUNNING)
+        self.control = Controller(ctx, self.agents, lambda: self.state in accepting,
+                                  lambda: self._publish(force=True))
+        self.control.start()
         if self.poll is None:
             self.watcher = InboxWatcher(ws / "inbox", lambda name: ctx.post(Hint(name)))
+            self.watcher.also_watch(self.ds.store.path(CONTROL),
+                                    lambda name: ctx.post(ControlRequest(name)))
             self.watcher.start()
         self.ds.sweep_inbox()
         self.state = DaemonState.RUNNING
@@ -172,6 +182,7 @@ class Daemon:
                 event = None
         now = self.ctx.clock()
         self.agents.tick(now)
+        self.control.tick(now)
         self._periodic(now)
         if self.state is DaemonState.RUNNING:
             if self.lease.healthy():  # else other hosts may soon take our claims
@@ -199,10 +210,12 @@ class Daemon:
         if due("rescan", jittered(rescan) if self.shared else rescan):
             for line in self.ds.sweep_inbox():
                 log.warning("quarantined %s", line)
+            self.control.scan()  # with --poll, a request waits at most one poll
         if due("reap", REAP_INTERVAL):
             self._reap()
         if due("temps", TEMP_SWEEP_INTERVAL):
             upkeep.sweep_temp_files(self.ds, full=due("temps_all", TEMP_SWEEP_ALL_INTERVAL))
+            self.control.sweep(time.time())
         self.containment.tick()
         if due("memory", MEMORY_INTERVAL):
             self.agents.check_memory()

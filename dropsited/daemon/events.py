@@ -53,10 +53,17 @@ class ReapNow:
 
 
 @dataclass(frozen=True)
+class ControlRequest:
+    """The control folder changed (`name`, a request file maybe); None asks for a rescan."""
+
+    name: str | None
+
+
+@dataclass(frozen=True)
 class Signal:
     """A signal the daemon received; acted on in the loop, never in the handler."""
 
     signum: int
 
 
-Event = Hint | Finished | SpawnFailed | RestartInstance | ReapNow | Signal
+Event = Hint | Finished | SpawnFailed | RestartInstance | ReapNow | Signal | ControlRequest

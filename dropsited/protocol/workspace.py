@@ -313,6 +313,46 @@ class DropSite:
         task.log("inbox", retried=True, **by_entry(by))
         return self._move_at_rest(where, task)
 
+    def cancel(self, task: Task, by: str, *, requeue: bool = False, **entry: Any) -> str:
+        """A held task cancelled by a person (its process already stopped): failed/ with
+        the error `cancelled by <by>`, or with `requeue` back to inbox/ at once, no attempt
+        used. Returns the folder."""
+        _need_task("cancel", task)
+        by = _need_text("cancel", "by", by)
+        with _rollback(task):
+            self._restore_assignment(task)
+            dest = self._log_cancel(task, by, requeue, entry)
+            return self._leave_active(task, dest)
+
+    def cancel_at_rest(self, task_id: str, by: str, *, requeue: bool = False,
+                       **entry: Any) -> tuple[str, Task]:
+        """A task not running (inbox/, feedback/, blocked/) cancelled: to failed/, or with
+        `requeue` to inbox/. (folder, task); TaskNotFound when it is not in those folders."""
+        by = _need_text("cancel", "by", by)
+        where = self.store.locate(check_task_id(task_id), ("inbox", "feedback", "blocked"))
+        if where is None:
+            found = self.store.locate(task_id)
+            hint = f" (it is in {found.folder}/)" if found else ""
+            raise TaskNotFound(f"no task {task_id} in inbox/, feedback/ or blocked/{hint}")
+        task = self.store.load_entry(where.folder, where.name)
+        if requeue and where.folder == "inbox":
+            return "inbox", task  # where it would go: nothing to move
+        dest = self._log_cancel(task, by, requeue, entry)
+        self.store.move((where.folder, where.name), dest, task, held=False)
+        if where.folder == "inbox" or dest == "inbox":
+            self.dispatcher.note(task.id)
+        return dest, task
+
+    @staticmethod
+    def _log_cancel(task: Task, by: str, requeue: bool, entry: dict) -> str:
+        """The history entry of a cancel; returns the folder it sends the task to."""
+        reason = f"cancelled by {by}"
+        if requeue:
+            task.log("inbox", cancelled=True, requeued=True, reason=reason, by=by, **entry)
+            return "inbox"
+        task.log("failed", cancelled=True, error=reason, by=by, **entry)
+        return "failed"
+
     def _move_at_rest(self, where: tuple[str, str], task: Task) -> Task:
         self.store.move(where, "inbox", task, held=False)  # TaskNotFound if moved meanwhile
         self.dispatcher.note(task.id)

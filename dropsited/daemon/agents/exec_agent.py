@@ -18,6 +18,7 @@ from ..supervision.states import AgentState, check_transition
 from .agent_env import task_environ
 from .agent_group import AgentGroup
 from .exec_pipes import ExecPipes
+from .interrupt import Interrupt
 from .outcome import Kind, Outcome, from_exit
 from .settle import Settled, release, settle
 
@@ -41,6 +42,7 @@ class _Exited:
     killed: bool
     out_total: int = 0  # bytes the agent wrote on stdout, kept or not
     runner_error: str = ""  # the daemon failed to run it: a failed attempt, counted
+    interrupt: Interrupt | None = None  # stopped on request (stop, restart, cancel)
 
 
 class ExecAgent(AgentGroup):
@@ -68,6 +70,9 @@ class ExecAgent(AgentGroup):
         # that lowers concurrency, and tasks claimed ahead must not start extra ones.
         self._permits = threading.Condition()
         self._live = 0
+        # task id -> Interrupt: a control request stops that task's process (set by the
+        # main thread, acted on and removed by the slot thread that runs the task).
+        self.interrupts: dict[str, Interrupt] = {}
 
     def change_state(self, new: AgentState, why: str = "") -> None:
         check_transition(self.agent_state, new)
@@ -88,7 +93,7 @@ class ExecAgent(AgentGroup):
             self.change_state(S.STOPPED)
 
     def free_slots(self) -> int:
-        if self._stalled():
+        if self._stalled() or self.agent_state is S.STOPPING:
             return 0
         return self.spec.concurrency - len(self.running)
 
@@ -104,7 +109,7 @@ class ExecAgent(AgentGroup):
         the same queue.
         """
         quick = self.recent_runtime is not None and self.recent_runtime < PREFETCH_BELOW
-        if not quick or self.ctx.draining or self._stalled():
+        if not quick or self.ctx.draining or self._stalled() or self.agent_state is S.STOPPING:
             return 0
         return 2 * self.spec.concurrency - len(self.running)
 
@@ -177,7 +182,10 @@ class ExecAgent(AgentGroup):
         given back) when no process started."""
         child = None
         stopping = self.kill_requested or self.ctx.draining
-        if stopping or self._stalled():
+        interrupt = self.interrupts.pop(task.id, None)
+        if interrupt is not None:  # stopped or cancelled before its process started
+            self.ctx.post(Finished(self.name, task.id, interrupt.settle(self.ctx, task, self.name)))
+        elif stopping or self._stalled():
             # claimed ahead of its turn, and the daemon is stopping or the agent
             # cannot start: back, unused
             reason = "daemon stopping" if stopping else "agent paused after failed starts"
@@ -235,10 +243,11 @@ class ExecAgent(AgentGroup):
         per-task step ends in an outcome, and the permit always comes back."""
         try:
             data = task.to_json(indent=None) if self.spec.input == "stdin" else None
-            out, err, timed_out, killed, total = self._communicate(child, data)
+            out, err, timed_out, killed, total = self._communicate(child, data, task.id)
             self._kill_leftovers(child)
             self.recent_runtime = child.ran_for()
-            return _Exited(task, child.returncode, out, err, timed_out, killed, total)
+            return _Exited(task, child.returncode, out, err, timed_out, killed, total,
+                           interrupt=self.interrupts.pop(task.id, None))
         except Exception as exc:  # never let a slot thread die silently
             log.exception("%s: runner for %s failed", self.name, task.id)
             with contextlib.suppress(Exception):  # never a second run beside this one
@@ -254,6 +263,8 @@ class ExecAgent(AgentGroup):
         try:
             if exited.killed:
                 settled, error = release(self.ctx.ds, task, "daemon stopping", self.name), ""
+            elif exited.interrupt is not None:
+                settled, error = exited.interrupt.settle(self.ctx, task, self.name), ""
             else:
                 outcome = self._outcome(exited)
                 settled, error = settle(self.ctx, task, outcome, self.name), outcome.error
@@ -273,18 +284,18 @@ class ExecAgent(AgentGroup):
         return from_exit(exited.returncode, exited.out, exited.err, exited.timed_out,
                          self.spec.timeout)
 
-    def _communicate(self, child: Child,
-                     data: bytes | None) -> tuple[bytes, bytes, bool, bool, int]:
+    def _communicate(self, child: Child, data: bytes | None,
+                     task_id: str) -> tuple[bytes, bytes, bool, bool, int]:
         """(stdout, stderr, timed_out, killed by the daemon's stop, stdout bytes) once the
         process is over."""
         pipes = ExecPipes(child, data, self.log_file, self.ctx.ds.store.max_task_bytes)
         try:
-            timed_out, killed = self._supervise(child, pipes)
+            timed_out, killed = self._supervise(child, pipes, task_id)
         finally:
             pipes.close()
         return bytes(pipes.out), bytes(pipes.err), timed_out, killed, pipes.out_total
 
-    def _supervise(self, child: Child, pipes: ExecPipes) -> tuple[bool, bool]:
+    def _supervise(self, child: Child, pipes: ExecPipes, task_id: str) -> tuple[bool, bool]:
         clock = self.ctx.clock
         deadline = None if self.spec.timeout is None else clock() + self.spec.timeout
         exited_at: float | None = None  # when the agent exited while its pipes stayed open
@@ -303,6 +314,10 @@ class ExecAgent(AgentGroup):
                 child.kill_tree(timeout=2.0)
                 pipes.drain(2.0)
                 return False, True
+            if task_id in self.interrupts:  # stop signal to its group, grace, SIGKILL
+                child.stop_blocking(self.spec.stop_signal, self.spec.stop_grace)
+                pipes.drain(2.0)
+                return False, False
             if deadline is not None and clock() >= deadline:
                 child.stop_blocking(self.spec.stop_signal, self.spec.stop_grace)
                 pipes.drain(2.0)
@@ -323,6 +338,7 @@ class ExecAgent(AgentGroup):
     # -- main thread --------------------------------------------------------------
     def finished(self, task_id: str, settled: Settled, error: str = "") -> None:
         self.children.pop(task_id, None)
+        self.interrupts.pop(task_id, None)  # one that came after the task had ended
         super().finished(task_id, settled, error)
 
     def check_memory(self) -> None:
@@ -336,10 +352,17 @@ class ExecAgent(AgentGroup):
     def begin_stop(self) -> None:
         """Running tasks may finish (kill_now ends them when the grace runs out);
         tasks claimed ahead of a busy process go back to the inbox now, unused."""
+        self._enter_stop(resting=(S.BACKOFF,))
+        self._release_queued()
+
+    def _enter_stop(self, resting: tuple[AgentState, ...]) -> None:
+        """STOPPING while processes run; STOPPED at once from the `resting` states."""
         if self.agent_state in (S.RUNNING, S.STARTING):
             self.change_state(S.STOPPING)
-        elif self.agent_state is S.BACKOFF:
-            self.change_state(S.STOPPED, "stop requested during the pause")
+        elif self.agent_state in resting:
+            self.change_state(S.STOPPED, f"stop requested while {self.agent_state.name}")
+
+    def _release_queued(self) -> None:
         while True:
             try:
                 task = self.queue.get_nowait()
@@ -349,6 +372,30 @@ class ExecAgent(AgentGroup):
                 self.queue.put(None)
                 return
             self.finished(task.id, release(self.ctx.ds, task, "daemon stopping", self.name))
+
+    # -- control requests -------------------------------------------------------------
+    def _stop_processes(self, interrupt: Interrupt) -> list[str]:
+        """Every running task's process is stopped and its task given back; the agent is
+        STOPPED once they are all recorded (tick)."""
+        self._enter_stop(resting=(S.BACKOFF, S.FATAL))
+        interrupted = sorted(self.running)
+        for task_id in interrupted:
+            self.interrupts[task_id] = interrupt
+        return interrupted
+
+    def _start_processes(self) -> None:
+        if self.agent_state in (S.STOPPED, S.FATAL, S.BACKOFF):
+            self.spawn_failures = 0
+            self.change_state(S.STARTING, "start requested")
+
+    def stopping(self) -> bool:
+        return self.agent_state is S.STOPPING
+
+    def cancel(self, task_id: str, interrupt: Interrupt) -> bool:
+        if task_id not in self.running:
+            return False
+        self.interrupts[task_id] = interrupt
+        return True
 
     def kill_now(self) -> None:
         self.kill_requested = True

@@ -25,6 +25,9 @@ class Roster:
         self.ctx = ctx
         self.current: dict[str, AgentGroup] = {}  # the manifest's, in its order
         self.retiring: list[AgentGroup] = []
+        # The manifest's definitions, which a reload compares: a `dropsited scale` changes
+        # a group's own spec only, so it holds until the manifest changes that agent.
+        self.manifest_specs: dict[str, AgentSpec] = {}
 
     def all(self) -> list[AgentGroup]:
         return list(self.current.values()) + self.retiring
@@ -47,6 +50,8 @@ class Roster:
     def tick(self, now: float) -> None:
         for group in self.all():
             group.tick(now)
+        for group in self.current.values():  # a retiring group never starts again
+            group.control_tick()
 
     def check_memory(self) -> None:
         for group in self.all():
@@ -90,13 +95,25 @@ class Roster:
             group.restart_instance(event.index)
 
     def specs(self) -> dict[str, AgentSpec]:
-        return {name: group.spec for name, group in self.current.items()}
+        return dict(self.manifest_specs)
 
-    def add(self, spec: AgentSpec) -> None:
+    def select(self, name: str) -> list[AgentGroup]:
+        """The group called `name`, or every current one for "all" (control requests);
+        KeyError for a name the manifest does not have."""
+        if name == "all":
+            return list(self.current.values())
+        return [self.current[name]]
+
+    def add(self, spec: AgentSpec, stopped_by: dict | None = None) -> None:
+        """Start a group, unless it was stopped on request (it stays so until started)."""
+        self.manifest_specs[spec.name] = spec
         self.current[spec.name] = group = GROUPS[spec.mode](spec, self.ctx)
-        group.start()
+        group.stopped_by = stopped_by
+        if stopped_by is None:
+            group.start()
 
     def retire(self, name: str) -> None:
+        self.manifest_specs.pop(name, None)
         group = self.current.pop(name)
         group.begin_stop()
         self.retiring.append(group)
@@ -117,11 +134,13 @@ class Roster:
         if change is Change.RESIZE:
             log.info("reload: %s concurrency %d -> %d", name, self.current[name].spec.concurrency,
                      spec.concurrency)
+            self.manifest_specs[name] = spec
             self.current[name].resize(spec)
             return
         why = " (definition changed)" if change is Change.RESTART else ""
         log.info("reload: %s agent %s%s", change.value, name, why)
+        stopped_by = self.current[name].stopped_by if name in self.current else None
         if change in (Change.REMOVE, Change.RESTART):
             self.retire(name)
         if change in (Change.ADD, Change.RESTART):
-            self.add(spec)
+            self.add(spec, stopped_by)

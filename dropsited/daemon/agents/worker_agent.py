@@ -19,6 +19,7 @@ from ..supervision.exits import exit_details, exit_text
 from ..supervision.spawner import Child
 from ..supervision.states import AgentState
 from ..supervision.supervised import Supervised
+from .interrupt import Interrupt
 from .long_lived import LongLivedGroup
 from .outcome import STDERR_TAIL_LINES, Kind, Outcome, from_reply, parse_reply_line, timed_out_after
 from .settle import Settled, release, settle
@@ -98,6 +99,9 @@ class WorkerInstance(Supervised):
         self.group = group
         self.current: Task | None = None
         self.inbox: queue.SimpleQueue | None = None
+        # Set by the main thread when a control request stops this process mid-task: the
+        # I/O thread then records the task by it once the process is gone.
+        self.interrupt: Interrupt | None = None
         self.on_spawn = self._spawned
         self.on_exit = self._gone
 
@@ -110,6 +114,7 @@ class WorkerInstance(Supervised):
         self.inbox.put(task)
 
     def _spawned(self, child: Child) -> None:
+        self.interrupt = None  # an interrupt that came after the last task is not this child's
         self.inbox = queue.SimpleQueue()
         threading.Thread(target=self._talk, args=(child, self.inbox), daemon=True,
                          name=f"{self.name}-io").start()
@@ -140,12 +145,16 @@ class WorkerInstance(Supervised):
         write_by = deadline if deadline is not None else started + WRITE_DEADLINE
         try:
             sent = write_all(child.stdin.fileno(), line, write_by, self.ctx.clock,
-                             lambda: self.group.kill_requested)
+                             lambda: self.group.kill_requested or self.interrupt is not None)
         except (BrokenPipeError, OSError, ValueError):
+            if self.interrupt is not None:
+                return self.interrupt.settle(self.ctx, task, self.group.name), ""
             return release(self.ctx.ds, task, "worker was not accepting input", self.group.name), ""
         if not sent:
             if self.group.kill_requested:
                 return release(self.ctx.ds, task, "daemon stopping", self.group.name), ""
+            if self.interrupt is not None:
+                return self.interrupt.settle(self.ctx, task, self.group.name), ""
             self.ctx.post(RestartInstance(self.group.name, self.index))
             waited = write_by - started
             outcome = Outcome(Kind.FAIL, error=f"timeout: the worker did not read its task within "
@@ -154,18 +163,30 @@ class WorkerInstance(Supervised):
         outcome = self._await_reply(child, reader, task, deadline)
         if outcome is None:  # daemon stopping at once
             return release(self.ctx.ds, task, "daemon stopping", self.group.name), ""
+        if isinstance(outcome, Interrupt):  # stopped on request, and now gone
+            return outcome.settle(self.ctx, task, self.group.name), ""
         return settle(self.ctx, task, outcome, self.group.name), outcome.error
 
     def _await_reply(self, child: Child, reader: LineReader, task: Task,
-                     deadline: float | None) -> Outcome | None:
+                     deadline: float | None) -> Outcome | Interrupt | None:
+        """The worker's reply; its Interrupt once a process stopped on request is gone
+        (what it still prints is logged, not taken); None when the daemon stops at once."""
         timeout = self.spec.timeout
         while True:
             if self.group.kill_requested:
                 return None
             wait = 0.25 if deadline is None else max(0.0, min(0.25, deadline - self.ctx.clock()))
             line = reader.readline(wait)
+            interrupt = self.interrupt
+            if interrupt is not None and line is not None:
+                if line == b"" and reader.eof:
+                    return interrupt
+                if line is not OVERSIZE:
+                    self.log_file.write(b"[stdout after a stop request, not taken] "
+                                        + line[:4096] + b"\n")
+                continue
             if line is None:
-                if deadline is not None and self.ctx.clock() >= deadline:
+                if interrupt is None and deadline is not None and self.ctx.clock() >= deadline:
                     self.ctx.post(RestartInstance(self.group.name, self.index))
                     return timed_out_after(timeout)
                 continue
@@ -236,6 +257,22 @@ class WorkerAgent(LongLivedGroup):
             if worker.current is not None and worker.current.id == task_id:
                 worker.current = None
         super().finished(task_id, settled, error)
+
+    def _interrupt(self, proc: Supervised, interrupt: Interrupt) -> str | None:
+        if proc.current is None:
+            return None
+        proc.interrupt = interrupt
+        return proc.current.id
+
+    def cancel(self, task_id: str, interrupt: Interrupt) -> bool:
+        """Stop the instance running `task_id` and start it again (its state is unknown
+        after a task cut short); the I/O thread records the task once it is gone."""
+        for worker in self.procs:
+            if worker.current is not None and worker.current.id == task_id:
+                worker.interrupt = interrupt
+                worker.begin_stop(restart=True)
+                return True
+        return False
 
     def restart_instance(self, index: int) -> None:
         for worker in self.procs:

@@ -86,12 +86,23 @@ class InboxWatcher:
         self.notify = notify
         self._observer: Observer | None = None
         self._spotter = _OverflowSpotter(notify)
+        self._also: list[tuple[Path, Callable[[str | None], None]]] = []
+
+    def also_watch(self, folder: Path, notify: Callable[[str | None], None]) -> None:
+        """Another folder on the same observer (the control folder), before `start`;
+        an overflow asks it for a rescan too."""
+        self._also.append((folder, notify))
+        inbox_notify = self._spotter.notify
+        self._spotter.notify = lambda name: (inbox_notify(name), notify(name))
 
     def start(self) -> None:
         _deliver_moves_at_once()
         observer = Observer()
         observer.schedule(_Handler(self.notify), str(self.inbox), recursive=False,
                           event_filter=_EVENTS)
+        for folder, notify in self._also:
+            observer.schedule(_Handler(notify), str(folder), recursive=False,
+                              event_filter=_EVENTS)
         observer.daemon = True
         observer.start()
         logging.getLogger("watchdog").addHandler(self._spotter)

@@ -145,6 +145,23 @@ class Supervised:
         elif self.state == S.BACKOFF:
             self.change_state(S.STOPPED, "stop requested during backoff")
 
+    def stop_on_request(self) -> None:
+        """`dropsited stop`/`restart`: as begin_stop, and an EXITED or FATAL process is
+        acknowledged as STOPPED, so that it stays down until started."""
+        if self.state in (S.EXITED, S.FATAL):
+            self.change_state(S.STOPPED, "stop requested")
+        elif self.state is S.STOPPING:
+            self.restart_requested = False  # a restart on its way becomes a stop
+        else:
+            self.begin_stop()
+
+    def start_on_request(self) -> None:
+        """`dropsited start`/`restart`: start a process that rests (STOPPED, EXITED, FATAL)
+        with a fresh failure window, as supervisorctl's start after a fix."""
+        if self.state in (S.STOPPED, S.EXITED, S.FATAL):
+            self.window = FailureWindow(self.spec.give_up.window)
+            self.start()
+
     def over_memory(self) -> None:
         """Restart for exceeding max_memory: counted as a failure (pm2 #839), so a leak
         that refills at once ends in FATAL instead of an endless restart loop."""
