@@ -111,6 +111,7 @@ def main() -> None:
         fill_s = fill(ws, args.files)
         print(f"  filled in {fill_s:.0f} s", flush=True)
         before = measure(tmp, ws, args.drops)
+        print(f"  before archiving: {before}", flush=True)  # kept if the pass is cut short
         start = time.monotonic()
         report = retention.archive(TaskStore(ws, durable=False), {"done": 0.0})
         archive_s = time.monotonic() - start
