@@ -34,6 +34,8 @@ from .dispatch.inbox_watch import InboxWatcher
 from .events import ControlRequest, Finished, Hint, ReapNow, RestartInstance, Signal, SpawnFailed
 from .host_lease import HostLease
 from .manifest import Manifest
+from .retention import RetentionThread
+from .schedules.runner import Scheduler
 from .status import DaemonLock, StatusPublisher, daemon_identity
 from .timers import Timers, jittered
 from .workspace_checks import modes, open_workspace, refused, warn_if_open, warn_if_polled
@@ -87,6 +89,8 @@ class Daemon:
         self.watcher: InboxWatcher | None = None
         self.timers: Timers | None = None
         self.control: Controller | None = None
+        self.schedules: Scheduler | None = None
+        self.retention: RetentionThread | None = None
         self.drain_deadline = 0.0
         self.stop_now = False
         self.state = DaemonState.STARTING
@@ -147,6 +151,9 @@ class Daemon:
                                     lambda name: ctx.post(ControlRequest(name)))
             self.watcher.start()
         self.ds.sweep_inbox()
+        self.schedules = Scheduler(self.ds, self.manifest.schedules)
+        self.retention = RetentionThread(self.ds.store, self.manifest.retention)
+        self.retention.start()
         self.state = DaemonState.RUNNING
         self._publish(force=True)
         if self.shared:
@@ -185,6 +192,7 @@ class Daemon:
         self.control.tick(now)
         self._periodic(now)
         if self.state is DaemonState.RUNNING:
+            self.schedules.tick()  # before dispatch: a task due now is handed out this turn
             if self.lease.healthy():  # else other hosts may soon take our claims
                 self._dispatch()
             return False
@@ -201,6 +209,8 @@ class Daemon:
         ready_at = self.ds.inbox_index().next_ready_time()
         if ready_at is not None:
             wait = min(wait, max(0.01, ready_at - time.time()))
+        if self.schedules is not None:
+            wait = min(wait, max(0.01, self.schedules.wakeup()))
         interval = self.notifier.watchdog_interval()
         return min(wait, interval) if interval else wait
 
@@ -255,6 +265,8 @@ class Daemon:
             for change, name, spec in reload.plan(self.agents.specs(), new.agents):
                 self.agents.change(change, name, spec)
             self.manifest = new
+            self.schedules.update(new.schedules)
+            self.retention.update(new.retention)
         self.notifier.ready()
         if new is not None:
             self._publish(force=True)
@@ -284,6 +296,8 @@ class Daemon:
             self.lock.release()
             return
         self.agents.kill_now()
+        if self.retention is not None:
+            self.retention.stop()
         self._wait_for_runners(5.0)
         if self.containment is not None:
             self.containment.shutdown()

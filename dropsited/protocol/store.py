@@ -1,4 +1,5 @@
-"""The only module (with its repairs, store_repair.py) that creates, moves or removes task files.
+"""The only module (with its repairs, store_repair.py, and its archive moves, store_archive.py)
+that creates, moves or removes task files.
 
 Every move follows one pattern, chosen for crash safety and for ext4 speed:
 
@@ -63,6 +64,7 @@ from .move_names import (
     tombstone_name,
 )
 from .names import is_valid_task_id
+from .store_archive import StoreArchive
 from .store_repair import LATE_RESULTS, StoreRepair
 from .task import Task, utcnow_iso
 
@@ -89,7 +91,7 @@ class Located:
         return self.path.name
 
 
-class TaskStore(StoreRepair, WorkspaceFolders):
+class TaskStore(StoreArchive, StoreRepair, WorkspaceFolders):
     """Task files of one workspace. The DropSite facade adds task semantics."""
 
     def __init__(self, root: Path, durable: bool = True,

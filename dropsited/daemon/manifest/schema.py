@@ -12,6 +12,14 @@ from typing import Any
 
 import yaml
 
+from .sections import (
+    parse_bool,
+    parse_context,
+    parse_retention,
+    parse_schedules,
+    parse_title,
+    schedule_fields,
+)
 from .spec import (
     INPUTS,
     MODES,
@@ -112,6 +120,31 @@ AGENT_FIELDS: dict[str, Value] = {
     "role": parse_optional_text.doc("Free text."),
 }
 AGENT_KEYS = tuple(AGENT_FIELDS)
+
+# `schedules:` (docs/MANIFEST.md "Schedules"): each entry, and the task it drops.
+TASK_FIELDS = {
+    "title": parse_title.doc("The task's title (required)."),
+    "from": parse_name.doc("created_by of the task (default dropsited)."),
+    "tags": parse_tags.doc("The task's tags (which agents take it)."),
+    "assign": parse_name.doc("Assign it to this agent only."),
+    "context": parse_context.doc("The task's context (its payload), a mapping."),
+    "priority": integer(1).doc("1 is highest (default 5)."),
+    "max_retries": integer(0).doc("Failed attempts retried (default 3)."),
+    "description": parse_optional_text.doc("Free text."),
+}
+SCHEDULE_FIELDS = schedule_fields(TASK_FIELDS, parse_name,
+                                  seconds(1, strict=False, nullable=False))
+# `retention:` (docs/MANIFEST.md "Retention"): what the daemon archives, and how fast.
+RETENTION_FIELDS = {
+    "done": seconds(0, strict=True, nullable=True).doc(
+        "Archive done/ tasks finished longer ago than this ('7d'); null: keep them."),
+    "failed": seconds(0, strict=True, nullable=True).doc(
+        "The same for failed/ ('30d'); null: keep them."),
+    "compress": parse_bool.doc("One gzip'ed JSON-lines file per day instead of one JSON "
+                               "file per task (default false)."),
+    "interval": seconds(1, strict=False).doc("How often the daemon looks (default 10m)."),
+    "rate": integer(1).doc("Files moved per second at most (default 200)."),
+}
 REQUIRED = ("name", "command")
 TOP_KEYS = {
     "workspace": "The workspace folder, relative to this file's folder (required unless "
@@ -119,6 +152,8 @@ TOP_KEYS = {
     "defaults": "Per-agent keys (all but name and command) for every agent that does not "
                 "set them.",
     "agents": "The agents, a non-empty list.",
+    "schedules": "Tasks dropped on a cron expression or an interval, by name.",
+    "retention": "Finished tasks the daemon moves to archive/ once they are old enough.",
 }
 
 # A parsed key: its value (or BAD), the node it came from, and the key path to name in errors.
@@ -197,6 +232,8 @@ def _parse_root(
     workspace = _parse_workspace(ctx, root, top.get("workspace"), override)
     defaults = _parse_defaults(ctx, top.get("defaults"))
     agents = _parse_agents(ctx, root, top.get("agents"), defaults)
+    schedules = parse_schedules(ctx, top.get("schedules"), SCHEDULE_FIELDS)
+    retention = parse_retention(ctx, top.get("retention"), RETENTION_FIELDS)
     if ctx.errors or workspace is BAD:
         return None
     raw = (
@@ -204,7 +241,7 @@ def _parse_root(
         if isinstance(top.get("defaults"), yaml.MappingNode)
         else None
     )
-    return Manifest(path, workspace, tuple(agents), raw)
+    return Manifest(path, workspace, tuple(agents), raw, schedules, retention)
 
 
 def _parse_workspace(

@@ -23,7 +23,7 @@ INPUTS = ("stdin", "argv")
 RESTARTS = RESTART_MODES
 
 __all__ = ["RESTARTS", "TASK_FILE", "AgentSpec", "Backoff", "GiveUp", "LogSpec", "Manifest",
-           "ManifestError"]
+           "ManifestError", "RetentionSpec", "ScheduleSpec", "TaskTemplate"]
 
 
 class ManifestError(ValueError):
@@ -113,6 +113,51 @@ class AgentSpec:
 
 
 @dataclass(frozen=True)
+class TaskTemplate:
+    """The task a schedule drops (TaskBuilder's fields); context is compared by value."""
+
+    title: str
+    created_by: str = "dropsited"
+    tags: tuple[str, ...] = ()
+    assign: str | None = None
+    context: dict[str, Any] = field(default_factory=dict, hash=False)
+    priority: int = 5
+    max_retries: int = 3
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """One `schedules:` entry: a cron expression in a zone or an interval, the missed-run
+    and overlap policies, and the task to drop (schedules/slots.py decides when)."""
+
+    name: str
+    task: TaskTemplate
+    cron: str | None = None
+    every: float | None = None
+    tz: str = "UTC"
+    catch_up: str = "one"
+    skip_if_running: bool = False
+
+    def describe(self) -> str:
+        """One line for people: `cron 0 6 * * * (Europe/Berlin)` or `every 600s`."""
+        if self.every is not None:
+            return f"every {self.every:g}s"
+        return f"cron {self.cron} ({self.tz})"
+
+
+@dataclass(frozen=True)
+class RetentionSpec:
+    """`retention:`: finished tasks older than these ages go to archive/ (None: kept)."""
+
+    done: float | None = None
+    failed: float | None = None
+    compress: bool = False
+    interval: float = 600.0
+    rate: int = 200  # files moved per second at most, so dispatch keeps the disk
+
+
+@dataclass(frozen=True)
 class Manifest:
     """A whole manifest: where it came from, the workspace, and its agents in file order."""
 
@@ -120,6 +165,8 @@ class Manifest:
     workspace: Path
     agents: tuple[AgentSpec, ...]
     defaults_raw: dict[str, Any] | None = field(default=None, hash=False)
+    schedules: tuple[ScheduleSpec, ...] = ()
+    retention: RetentionSpec | None = None
 
     def agent(self, name: str) -> AgentSpec | None:
         """The agent called `name`, or None."""
@@ -132,4 +179,6 @@ class Manifest:
             "workspace": str(self.workspace),
             "defaults": self.defaults_raw,
             "agents": [a.to_dict() for a in self.agents],
+            "schedules": [dataclasses.asdict(s) for s in self.schedules],
+            "retention": None if self.retention is None else dataclasses.asdict(self.retention),
         }
