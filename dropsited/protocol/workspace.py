@@ -307,7 +307,17 @@ class DropSite(AtRestMoves):
             return None
 
     def locate(self, task_id: str) -> Located | None:
-        return self.store.locate(check_task_id(task_id))
+        """Where the task is now. A reader can look between two steps of a move (the
+        source committed, the new name not yet given; or the folders scanned in one
+        order while the task moves the other way), so a miss is looked again twice,
+        a few milliseconds apart, before it is believed."""
+        check_task_id(task_id)
+        for pause in (0.002, 0.02, None):
+            found = self.store.locate(task_id)
+            if found is not None or pause is None:
+                return found
+            time.sleep(pause)
+        return None
 
     def stats(self) -> dict[str, int]:
         """Task count per folder (0.1.0's six keys)."""
