@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .schema import AGENT_FIELDS, REQUIRED, TOP_KEYS
+from .schema import AGENT_FIELDS, HOOKS, REQUIRED, TOP_KEYS
 from .values import parse_path
 
 DRAFT = "http://json-schema.org/draft-07/schema#"
@@ -38,5 +38,6 @@ def manifest_json_schema() -> dict[str, Any]:
             "defaults": defaults,
             "agents": {"type": "array", "minItems": 1, "items": agent,
                        "description": TOP_KEYS["agents"]},
+            "on": {**HOOKS.schema, "description": TOP_KEYS["on"]},
         },
     }
