@@ -34,6 +34,7 @@ import errno
 import os
 import stat
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,6 +144,9 @@ class TaskStore(WorkspaceFolders):
         self._links: bool | None = None  # hard links work here: probed once, on first need
         # On a file system other hosts may share, a move commits by a rename (see above).
         self.shared = on_network(self.root) if shared is None else shared
+        # Told of each entry moved to quarantine/ (its .reason record), from any thread:
+        # the daemon's event hooks. It must return at once and never raise.
+        self.on_quarantine: Callable[[dict], None] | None = None
 
     def folder(self, name: str) -> Path:
         return self.root / name
@@ -468,6 +472,8 @@ class TaskStore(WorkspaceFolders):
         # The file itself is safe in quarantine/; its reason is best effort.
         with contextlib.suppress(StorageError, InvalidTask):
             write_file(dest + ".reason", json_rules.dumps(record) + b"\n", self.durable, dir_fd=qfd)
+        if self.on_quarantine is not None:
+            self.on_quarantine(record)
         return self.path(QUARANTINE, dest)
 
     def quarantined(self) -> list[dict]:
