@@ -120,7 +120,12 @@ def environment(event: dict[str, Any], hook: str) -> dict[str, str]:
 
 
 def matches(hook: HookSpec, event: dict[str, Any]) -> bool:
-    """Whether `hook` runs for `event`: its event, its agent, and every filter it gives."""
+    """Whether `hook` runs for `event`: one of its events, and every filter it gives.
+
+    `agents` (and a per-agent hook's own agent) must name the event's agent, so an event
+    without one (quarantined) never passes it. `folders` and `tags` filter the events
+    that have a folder or a task; the others (agent events; quarantined for `tags`) pass.
+    """
     if event["event"] not in hook.events:
         return False
     agent = event.get("agent")
@@ -128,9 +133,10 @@ def matches(hook: HookSpec, event: dict[str, Any]) -> bool:
         return False
     if hook.agents is not None and agent not in hook.agents:
         return False
-    if hook.folders is not None and event.get("folder") not in hook.folders:
+    folder = event.get("folder")
+    if hook.folders is not None and folder is not None and folder not in hook.folders:
         return False
-    if hook.tags is not None:
-        tags = (event.get("task") or {}).get("tags", [])
-        return any(tag in hook.tags for tag in tags)
+    task = event.get("task")
+    if hook.tags is not None and task is not None:
+        return any(tag in hook.tags for tag in task.get("tags", []))
     return True

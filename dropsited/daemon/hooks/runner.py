@@ -9,13 +9,15 @@ Bounds, each counted in `stats()` (the daemon's status):
 - a hook's queue holds QUEUE_SIZE events; when full the oldest is dropped (`dropped`):
   the newest news is what a person wants;
 - over its `rate`, an event is dropped at once (`rate_limited`);
-- a run that fails is retried `retries` times with its backoff, then given up
+- a run that fails is retried `retries` times with its backoff (jittered, between half
+  of it and all of it), then given up
   (`failed`; `timed_out` counts the runs killed at their timeout among them);
 - at shutdown, events still queued after the grace are dropped (`dropped`).
 """
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections import deque
@@ -158,7 +160,7 @@ class HookRunner:
                 with self._cond:
                     hook.stats.retries += 1
                     self.version += 1
-                if self._stop.wait(spec.backoff.delay(attempt, 1.0)):
+                if self._stop.wait(spec.backoff.delay(attempt, random.random())):
                     return  # stopping: counted as dropped by close()
             result = self.deliver(spec, event)
             if result.timed_out:

@@ -75,8 +75,9 @@ class HookSpec:
     """One entry of `on:`: which events, a command or a URL, filters and bounds.
 
     `agent` is the agent whose `on:` holds it (None at the top level): such a hook only
-    sees that agent's events. A filter left None matches everything; one that is given
-    must match (an event without that field, an agent event for `tags`, never does).
+    sees that agent's events. A filter left None matches everything; `agents` must name
+    the event's agent; `tags` and `folders` filter the events that have a task or a
+    folder and let the others (agent events) pass (hooks/payload.py's `matches`).
     """
 
     name: str
