@@ -8,14 +8,14 @@
 # Nothing from the task reaches a command line as code: it is passed as quoted arguments.
 cat > /dev/null  # the JSON event; not needed here
 title="dropsited: ${DROPSITED_EVENT:-event}"
-line="${DROPSITED_SUMMARY:-a task needs you}"
+line="${DROPSITED_SUMMARY:-a task needs you}"  # "feedback: 'title' (id) by agent asks: ..."
 
 if command -v notify-send > /dev/null 2>&1 && { [ -n "$DISPLAY" ] || [ -n "$WAYLAND_DISPLAY" ]; }; then
     exec notify-send --app-name=dropsited -- "$title" "$line"
 fi
 tty="${DROPSITED_NOTIFY_TTY:-/dev/tty}"
-if [ -w "$tty" ] && { printf '\a%s: %s\n' "$title" "$line" > "$tty"; } 2> /dev/null; then
+if [ -w "$tty" ] && { printf '\adropsited: %s\n' "$line" > "$tty"; } 2> /dev/null; then
     exit 0
 fi
 log="${DROPSITED_NOTIFY_LOG:-$HOME/.dropsited-notifications.log}"
-printf '%s %s: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$title" "$line" >> "$log"
+printf '%s dropsited: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$line" >> "$log"
