@@ -61,7 +61,6 @@ def _manifest(tmp_path: Path, log: Path, url: str) -> Path:
     pointed at `log` (no terminal, no desktop session: as under a service manager) and
     the chat hook at the stub server (the URL the example takes from $CHAT_WEBHOOK_URL)."""
     doc = yaml.safe_load((EXAMPLE / "agents.yaml").read_text())
-    doc["on"] = doc.pop(True)  # PyYAML's loader reads a plain `on` key as YAML 1.1's true
     notify = doc["on"][0]
     notify["env"] = {"DROPSITED_NOTIFY_TTY": str(tmp_path / "no-tty"),
                      "DROPSITED_NOTIFY_LOG": str(log), "DISPLAY": "", "WAYLAND_DISPLAY": ""}
