@@ -112,7 +112,9 @@ def _parse_url(ctx: ParseContext, node: yaml.Node, path: str) -> Any:
     return url.strip()
 
 
-parse_url = Value(_parse_url, {"type": "string", "pattern": "^\\s*[hH][tT][tT][pP][sS]?://"})
+# Looser than the parser: before `${VAR}` is expanded the scheme may be in the variable.
+parse_url = Value(_parse_url, {"type": "string",
+                               "pattern": "^\\s*([hH][tT][tT][pP][sS]?://|\\$\\{)"})
 
 
 def _parse_headers(ctx: ParseContext, node: yaml.Node, path: str) -> Any:
