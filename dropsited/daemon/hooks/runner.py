@@ -161,7 +161,9 @@ class HookRunner:
                     hook.stats.retries += 1
                     self.version += 1
                 if self._stop.wait(spec.backoff.delay(attempt, random.random())):
-                    return  # stopping: counted as dropped by close()
+                    with self._cond:  # stopping between two runs: the event is dropped
+                        hook.stats.dropped += 1
+                    return
             result = self.deliver(spec, event)
             if result.timed_out:
                 with self._cond:
