@@ -183,6 +183,21 @@ def _print_status(ws: Path, running: bool, record: dict, agents: list, queues: d
         click.echo(table(rows, ("agent", "host" if hosts else "mode", "state", "pids",
                                 "restarts", "done", "failed", "running", "last error")))
     click.echo("queues: " + visible("  ".join(f"{k} {v}" for k, v in queues.items())))
+    hooks = record.get("hooks") if running else None
+    if isinstance(hooks, dict):
+        _print_hooks(hooks)
+
+
+def _print_hooks(hooks: dict) -> None:
+    """One line of totals, then one per hook that failed, dropped or was rate-limited."""
+    keys = ("ok", "failed", "timed_out", "retries", "dropped", "rate_limited", "queued")
+    click.echo("hooks: " + "  ".join(f"{k.replace('_', ' ')} {hooks.get(k, 0)}" for k in keys))
+    per_hook = hooks.get("hooks") if isinstance(hooks.get("hooks"), dict) else {}
+    for name, stats in per_hook.items():
+        if isinstance(stats, dict) and any(stats.get(k) for k in keys[1:6]):
+            counts = "  ".join(f"{k.replace('_', ' ')} {stats.get(k, 0)}" for k in keys[1:6])
+            error = str(stats.get("last_error") or "")[:80]
+            click.echo(visible(f"  {name}: {counts}" + (f"  last error: {error}" if error else "")))
 
 
 def _state_text(record: dict) -> str:

@@ -32,6 +32,7 @@ from .dispatch import upkeep
 from .dispatch.dispatcher import dispatch
 from .dispatch.inbox_watch import InboxWatcher
 from .events import ControlRequest, Finished, Hint, ReapNow, RestartInstance, Signal, SpawnFailed
+from .hooks import Hooks
 from .host_lease import HostLease
 from .manifest import Manifest
 from .retention import RetentionThread
@@ -91,6 +92,7 @@ class Daemon:
         self.control: Controller | None = None
         self.schedules: Scheduler | None = None
         self.retention: RetentionThread | None = None
+        self.hooks: Hooks | None = None
         self.drain_deadline = 0.0
         self.stop_now = False
         self.state = DaemonState.STARTING
@@ -130,8 +132,11 @@ class Daemon:
         self.ctx = ctx = Context(self.ds, marker)
         self.timers = Timers(ctx.clock)
         self.agents = Roster(ctx)
+        self.hooks = ctx.hooks = Hooks(self.manifest, ctx)
+        self.ds.store.on_quarantine = self.hooks.quarantined
         self.containment = ctx.containment = Containment(
-            ws, marker, ctx.clock, ctx.spawn_lock, self.agents.held_pids)
+            ws, marker, ctx.clock, ctx.spawn_lock,
+            lambda: self.agents.held_pids() | self.hooks.pids())
         self.containment.start()  # before recovery: a previous daemon's agents are stopped
         for line in self.ds.recover():
             log.info("recovery: %s", line)
@@ -230,7 +235,7 @@ class Daemon:
         if due("memory", MEMORY_INTERVAL):
             self.agents.check_memory()
         if due("publish", PUBLISH_INTERVAL):  # at most once a second, not per task
-            self._publish(force=due("status", STATUS_INTERVAL))
+            self._publish(force=due("status", STATUS_INTERVAL) or self.hooks.changed())
         self.notifier.maybe_ping(now)
         self.agents.tidy()
 
@@ -264,6 +269,7 @@ class Daemon:
         if new is not None:
             for change, name, spec in reload.plan(self.agents.specs(), new.agents):
                 self.agents.change(change, name, spec)
+            self.hooks.configure(new)
             self.manifest = new
             self.schedules.update(new.schedules)
             self.retention.update(new.retention)
@@ -299,6 +305,8 @@ class Daemon:
         if self.retention is not None:
             self.retention.stop()
         self._wait_for_runners(5.0)
+        if self.hooks is not None:
+            self.hooks.close()  # queued events go out (2 s at most), then its processes die
         if self.containment is not None:
             self.containment.shutdown()
         upkeep.record_parked(self.ctx)  # a last try at outcomes the file system refused
@@ -329,5 +337,6 @@ class Daemon:
         self.status.publish(self.agents.all(), self.ctx.clock(), force)
         if force:
             self.status.publish_daemon(self.state.value, self.agents.current,
-                                       self.containment.watch_pid())
+                                       self.containment.watch_pid(),
+                                       hooks=self.hooks.stats() if self.hooks else None)
 

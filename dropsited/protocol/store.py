@@ -34,6 +34,7 @@ import contextlib
 import errno
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,6 +103,9 @@ class TaskStore(StoreArchive, StoreRepair, WorkspaceFolders):
         self._links: bool | None = None  # hard links work here: probed once, on first need
         # On a file system other hosts may share, a move commits by a rename (see above).
         self.shared = on_network(self.root) if shared is None else shared
+        # Told of each entry moved to quarantine/ (its .reason record), from any thread:
+        # the daemon's event hooks. It must return at once and never raise.
+        self.on_quarantine: Callable[[dict], None] | None = None
 
     def folder(self, name: str) -> Path:
         return self.root / name

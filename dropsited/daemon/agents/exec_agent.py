@@ -230,6 +230,9 @@ class ExecAgent(AgentGroup):
             if self.spawn_failures >= max(1, self.spec.give_up.failures):
                 self.change_state(S.FATAL, f"{self.spawn_failures} failed starts")
                 log.error("%s: FATAL after %d failed starts", self.name, self.spawn_failures)
+                self.ctx.agent_event("fatal", self.name, instance=None,
+                                     reason=f"{self.spawn_failures} failed starts",
+                                     last_error=message, restarts=0, delay=0)
             else:
                 self.change_state(S.BACKOFF, "its command did not start")
         if self.agent_state is S.BACKOFF:  # failures that raced in lengthen the pause

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .schema import AGENT_FIELDS, REQUIRED, RETENTION_FIELDS, SCHEDULE_FIELDS, TOP_KEYS
+from .schema import AGENT_FIELDS, HOOKS, REQUIRED, RETENTION_FIELDS, SCHEDULE_FIELDS, TOP_KEYS
 from .values import parse_path
 
 DRAFT = "http://json-schema.org/draft-07/schema#"
@@ -41,6 +41,7 @@ def manifest_json_schema() -> dict[str, Any]:
             "schedules": _schedules(),
             "retention": {"anyOf": [_object(RETENTION_FIELDS, []), {"type": "null"}],
                           "description": TOP_KEYS["retention"]},
+            "on": {**HOOKS.schema, "description": TOP_KEYS["on"]},
         },
     }
 

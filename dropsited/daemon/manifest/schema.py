@@ -5,6 +5,7 @@ the rules that involve two keys. This table is the one place that knows the YAML
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -12,6 +13,15 @@ from typing import Any
 
 import yaml
 
+from .hook_values import (
+    MAX_RETRIES,
+    bounded_integer,
+    hook_list,
+    parse_headers,
+    parse_hook_name,
+    parse_url,
+    word_list,
+)
 from .sections import (
     parse_bool,
     parse_context,
@@ -21,6 +31,8 @@ from .sections import (
     schedule_fields,
 )
 from .spec import (
+    HOOK_BODIES,
+    HOOK_EVENTS,
     INPUTS,
     MODES,
     RESTARTS,
@@ -80,6 +92,40 @@ LOG_FIELDS = {
     "backups": integer(0).doc("Rotated files kept (default 3)."),
 }
 
+RATE_FIELDS = {
+    "calls": integer(1).doc("Runs allowed per `per` seconds (default 60)."),
+    "per": seconds(0, strict=True).doc("The window, in seconds (default 60)."),
+}
+# One entry of `on:` (top level or per agent), docs/HOOKS.md.
+HOOK_FIELDS = {
+    "name": parse_hook_name.doc("Names the hook in logs and status (default: its place, "
+                                "on[0] or <agent>.on[0])."),
+    "events": word_list(HOOK_EVENTS, "an event").doc(
+        "Which events run the hook: " + ", ".join(HOOK_EVENTS) + "."),
+    "command": parse_command.doc("Run this (a list is exec'd, a string goes to /bin/sh -c); "
+                                 "the event is JSON on stdin and DROPSITED_* variables."),
+    "url": parse_url.doc("POST the event as JSON here; ${VAR} is expanded."),
+    "headers": parse_headers.doc("HTTP headers of a url hook; ${VAR} is expanded."),
+    "body": choice(HOOK_BODIES).doc("event: the event JSON (default); text: {\"text\": "
+                                    "summary}, as Slack-style incoming webhooks take."),
+    "env": parse_env.doc("Extra environment of a command hook; ${VAR} is expanded."),
+    "cwd": parse_path.doc("A command hook's working directory (default: the manifest's folder)."),
+    "timeout": seconds(0, strict=True).doc("Per run; a command is killed at it (default 10s)."),
+    "retries": bounded_integer(0, MAX_RETRIES).doc(
+        "Runs after a failed one (default 3 for url, 0 for command; at most 10)."),
+    "backoff": sub_mapping(BACKOFF_FIELDS, bare="initial").doc(
+        "Delay between retries: initial * factor**n, capped at max (default 1, 30, 2)."),
+    "rate": sub_mapping(RATE_FIELDS, bare="calls").doc(
+        "At most `calls` runs per `per` seconds (default 60 per 60); the rest are dropped "
+        "and counted."),
+    "tags": word_list(None, "a tag").doc("Only tasks with one of these tags."),
+    "agents": word_list(None, "an agent name").doc("Only events of these agents."),
+    "folders": word_list(("done", "failed", "feedback", "blocked", "inbox", "quarantine"),
+                         "a folder").doc("Only events whose task went to one of these folders "
+                                         "(a failed attempt that is retried: inbox)."),
+}
+HOOKS = hook_list(HOOK_FIELDS)
+
 # Every per-agent key, in the order documented; `defaults:` takes all but name and command.
 AGENT_FIELDS: dict[str, Value] = {
     "name": parse_name.doc("1-64 characters: letters, digits and _.@+-, starting with a "
@@ -118,6 +164,8 @@ AGENT_FIELDS: dict[str, Value] = {
         "Where the agent's output goes. A bare path sets file."),
     "description": parse_optional_text.doc("Free text, shown by status commands."),
     "role": parse_optional_text.doc("Free text."),
+    "on": HOOKS.doc("Event hooks for this agent's events (docs/HOOKS.md); in defaults: a "
+                    "copy for each agent that sets none."),
 }
 AGENT_KEYS = tuple(AGENT_FIELDS)
 
@@ -154,6 +202,7 @@ TOP_KEYS = {
     "agents": "The agents, a non-empty list.",
     "schedules": "Tasks dropped on a cron expression or an interval, by name.",
     "retention": "Finished tasks the daemon moves to archive/ once they are old enough.",
+    "on": "Event hooks for every agent's events and the workspace's (docs/HOOKS.md).",
 }
 
 # A parsed key: its value (or BAD), the node it came from, and the key path to name in errors.
@@ -234,14 +283,17 @@ def _parse_root(
     agents = _parse_agents(ctx, root, top.get("agents"), defaults)
     schedules = parse_schedules(ctx, top.get("schedules"), SCHEDULE_FIELDS)
     retention = parse_retention(ctx, top.get("retention"), RETENTION_FIELDS)
+    hooks = () if "on" not in top else HOOKS(ctx, top["on"], "on")
     if ctx.errors or workspace is BAD:
         return None
+    hooks = tuple(dataclasses.replace(h, name=h.name or f"on[{i}]") for i, h in enumerate(hooks))
     raw = (
         plain_data(ctx, top["defaults"])
         if isinstance(top.get("defaults"), yaml.MappingNode)
         else None
     )
-    return Manifest(path, workspace, tuple(agents), raw, schedules, retention)
+    return Manifest(path, workspace, tuple(agents), raw, schedules=schedules,
+                    retention=retention, on=hooks)
 
 
 def _parse_workspace(
@@ -335,6 +387,9 @@ def _build_agent(
         "give_up": GiveUp(**nested["give_up"]),
         "log": LogSpec(**nested["log"]),
         "cwd": get.get("cwd", ctx.base),
+        "on": tuple(dataclasses.replace(h, agent=get["name"], name=f"{get['name']}."
+                                        f"{h.name or f'on[{i}]'}")
+                    for i, h in enumerate(get.get("on", ()))),
     }
     spec = AgentSpec(**values)
     return spec if _cross_check(ctx, path, spec, fields) else None

@@ -22,8 +22,15 @@ MODES = ("exec", "worker", "service")
 INPUTS = ("stdin", "argv")
 RESTARTS = RESTART_MODES
 
-__all__ = ["RESTARTS", "TASK_FILE", "AgentSpec", "Backoff", "GiveUp", "LogSpec", "Manifest",
-           "ManifestError", "RetentionSpec", "ScheduleSpec", "TaskTemplate"]
+# The events hooks (`on:`) can be given (docs/HOOKS.md): what happened to a task, and to an agent.
+TASK_EVENTS = ("done", "failed", "feedback", "blocked", "quarantined", "late_result")
+AGENT_EVENTS = ("fatal", "restart", "memory_restart")
+HOOK_EVENTS = TASK_EVENTS + AGENT_EVENTS
+HOOK_BODIES = ("event", "text")
+
+__all__ = ["AGENT_EVENTS", "HOOK_BODIES", "HOOK_EVENTS", "RESTARTS", "TASK_EVENTS", "TASK_FILE",
+           "AgentSpec", "Backoff", "GiveUp", "HookSpec", "LogSpec", "Manifest", "ManifestError",
+           "RateLimit", "RetentionSpec", "ScheduleSpec", "TaskTemplate"]
 
 
 class ManifestError(ValueError):
@@ -55,6 +62,64 @@ class LogSpec:
 
 
 @dataclass(frozen=True)
+class RateLimit:
+    """At most `calls` runs of one hook per `per` seconds (a token bucket); the rest are
+    dropped and counted, so a burst of tasks cannot turn into a burst of processes."""
+
+    calls: int = 60
+    per: float = 60.0
+
+
+@dataclass(frozen=True)
+class HookSpec:
+    """One entry of `on:`: which events, a command or a URL, filters and bounds.
+
+    `agent` is the agent whose `on:` holds it (None at the top level): such a hook only
+    sees that agent's events. A filter left None matches everything; `agents` must name
+    the event's agent; `tags` and `folders` filter the events that have a task or a
+    folder and let the others (agent events) pass (hooks/payload.py's `matches`).
+    """
+
+    name: str
+    events: tuple[str, ...]
+    command: tuple[str, ...] | str | None = None
+    url: str | None = None
+    headers: dict[str, str] = field(default_factory=dict, hash=False)
+    body: str = "event"
+    env: dict[str, str] = field(default_factory=dict, hash=False)
+    cwd: Path | None = None
+    timeout: float = 10.0
+    retries: int = 0
+    backoff: Backoff = Backoff(initial=1.0, max=30.0, factor=2.0)
+    rate: RateLimit = RateLimit()
+    tags: tuple[str, ...] | None = None
+    agents: tuple[str, ...] | None = None
+    folders: tuple[str, ...] | None = None
+    agent: str | None = None
+
+    def argv(self) -> list[str]:
+        """The command to exec: a list as is, a string through /bin/sh -c (as agents')."""
+        if isinstance(self.command, str):
+            return ["/bin/sh", "-c", self.command]
+        return list(self.command or ())
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view; header values are not shown (they often hold tokens)."""
+        out = dataclasses.asdict(self)
+        for key in ("events", "tags", "agents", "folders"):
+            out[key] = None if out[key] is None else list(out[key])
+        if isinstance(self.command, tuple):
+            out["command"] = list(self.command)
+        out["cwd"] = None if self.cwd is None else str(self.cwd)
+        if self.url is not None:  # a webhook's path is often its secret
+            scheme, _, rest = self.url.partition("://")
+            out["url"] = f"{scheme}://{rest.split('/', 1)[0]}/..."
+        out["headers"] = {name: "..." for name in self.headers}
+        out["env"] = {name: "..." for name in self.env}
+        return out
+
+
+@dataclass(frozen=True)
 class AgentSpec:
     """One agent, with defaults applied and every value checked and normalised.
 
@@ -81,6 +146,9 @@ class AgentSpec:
     log: LogSpec = LogSpec()
     description: str | None = None
     role: str | None = None
+    # Not part of the definition a reload compares: changing an agent's hooks
+    # reconfigures the hooks, it does not restart the agent.
+    on: tuple[HookSpec, ...] = field(default=(), compare=False)
 
     def argv(self, task_file: str | None = None) -> list[str]:
         """The argument vector to exec, with `{task_file}` filled in when a task is given.
@@ -109,6 +177,7 @@ class AgentSpec:
         out["tags"] = None if self.tags is None else list(self.tags)
         out["stop_signal"] = signal.Signals(self.stop_signal).name
         out["log"]["file"] = None if self.log.file is None else str(self.log.file)
+        out["on"] = [hook.to_dict() for hook in self.on]
         return out
 
 
@@ -167,6 +236,11 @@ class Manifest:
     defaults_raw: dict[str, Any] | None = field(default=None, hash=False)
     schedules: tuple[ScheduleSpec, ...] = ()
     retention: RetentionSpec | None = None
+    on: tuple[HookSpec, ...] = ()  # the top level's hooks (each agent's are in its spec)
+
+    def hooks(self) -> tuple[HookSpec, ...]:
+        """Every hook: the top level's, then each agent's, in file order."""
+        return self.on + tuple(hook for agent in self.agents for hook in agent.on)
 
     def agent(self, name: str) -> AgentSpec | None:
         """The agent called `name`, or None."""
@@ -181,4 +255,5 @@ class Manifest:
             "agents": [a.to_dict() for a in self.agents],
             "schedules": [dataclasses.asdict(s) for s in self.schedules],
             "retention": None if self.retention is None else dataclasses.asdict(self.retention),
+            "on": [hook.to_dict() for hook in self.on],
         }

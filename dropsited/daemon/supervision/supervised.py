@@ -130,9 +130,22 @@ class Supervised:
         self.change_state(decision.state, decision.reason)
         if decision.state == S.FATAL:
             log.error("%s: FATAL: %s; last error: %s", self.name, decision.reason, self.last_error)
+        self._tell_hooks(decision.state, decision.reason, decision.delay, decision.restart)
         self.next_start = now + decision.delay
         if decision.state is S.STOPPED and decision.restart:
             self.start()
+
+    def _tell_hooks(self, state: AgentState, reason: str, delay: float, restart: bool) -> None:
+        """FATAL, or a restart coming (after a backoff, or at once): an agent event."""
+        if state == S.FATAL:
+            kind = "fatal"
+        elif state == S.BACKOFF or (state is S.STOPPED and restart):
+            kind = "memory_restart" if self.memory_hit else "restart"
+        else:
+            return
+        self.ctx.agent_event(kind, self.spec.name, instance=self.index, reason=reason,
+                             last_error=self.last_error, restarts=self.restarts,
+                             delay=round(delay, 3))
 
     # -- stopping -------------------------------------------------------------
     def begin_stop(self, restart: bool = False) -> None:
