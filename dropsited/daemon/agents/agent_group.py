@@ -34,6 +34,7 @@ class AgentGroup:
         self.tasks_failed = 0
         self.last_error = ""
         self.started_wall = time.time()
+        self.waiting_for: tuple[str, ...] = ()  # `after:` agents not RUNNING yet (roster)
 
     @property
     def name(self) -> str:
@@ -111,6 +112,12 @@ class AgentGroup:
     def restart_instance(self, index: int) -> None:
         """Restart one process (a worker that did not answer within its timeout)."""
 
+    def on_ready(self, index: int, pid: int) -> None:
+        """Process `index` (pid `pid`) printed its ready line (a Ready event)."""
+
+    def on_probe(self, index: int, pid: int, kind: str, ok: bool, detail: str) -> None:
+        """A ready or health check of this agent ended (a ProbeDone event)."""
+
     # -- what it reports ------------------------------------------------------------------
     def held_pids(self) -> set[int]:
         return set()
@@ -147,6 +154,7 @@ class AgentGroup:
             "last_error": self.last_error or next(
                 (i["last_error"] for i in instances if i.get("last_error")), ""),
             "tags": self.tags, "log": str(self.log_file.path),
+            **({"waiting_for": list(self.waiting_for)} if self.waiting_for else {}),
         }
 
 

@@ -20,6 +20,7 @@ from .agent_group import AgentGroup
 from .exec_pipes import ExecPipes
 from .outcome import Kind, Outcome, from_exit
 from .settle import Settled, release, settle
+from .soft_timeout import SoftTimeout
 
 POLL_SLICE = 0.25  # how often a running task checks for timeout, drain kill and leftovers
 # Claim ahead only for agents whose last task ran shorter than this (seconds): the
@@ -287,9 +288,12 @@ class ExecAgent(AgentGroup):
     def _supervise(self, child: Child, pipes: ExecPipes) -> tuple[bool, bool]:
         clock = self.ctx.clock
         deadline = None if self.spec.timeout is None else clock() + self.spec.timeout
+        soft = SoftTimeout(self.spec, clock(), self.name)
         exited_at: float | None = None  # when the agent exited while its pipes stayed open
         while True:
             wait = POLL_SLICE if deadline is None else max(0.0, min(POLL_SLICE, deadline - clock()))
+            wait = soft.bound(wait, clock())
+            soft.maybe_send(child, clock())
             if pipes.open:
                 pipes.pump(wait)
             else:
