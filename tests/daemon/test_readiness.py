@@ -65,6 +65,8 @@ def daemon(tmp_path_factory: pytest.TempPathFactory):
             agent("sick", py("import time\nwhile True: time.sleep(1)"), mode="service",
                   start_seconds=0, stop_grace="0.2s",
                   health_check={"command": "exit 1", "interval": "100ms", "failures": 2}, **FAST),
+            agent("gated", ["cat"], tags=["gated"],
+                  ready_check={"command": ["test", "-f", str(tmp / "gate")], "interval": "100ms"}),
             agent("slow", ["bash", str(slow)], timeout="1.5s", timeout_signal="USR1",
                   timeout_grace="1s", tags=["slow"]),
         ])
@@ -95,6 +97,15 @@ def test_a_failing_health_check_restarts_the_agent_until_fatal(daemon) -> None:
     assert "health check failed 2 times in a row: exit status 1" in record["last_error"]
     assert record["restarts"] == 1  # give_up.failures 2: one restart, then FATAL
     assert "health check failed (1 of 2 in a row)" in daemon.stderr()
+
+
+def test_an_exec_agent_takes_tasks_once_its_ready_check_passes(daemon) -> None:
+    task_id = daemon.drop("gated", tags=("gated",))
+    daemon.wait_agent("gated", lambda r: r["state"] == "STARTING", 10, "gated STARTING")
+    assert daemon.folder_of(task_id) == "inbox"
+    (daemon.tmp / "gate").touch()
+    daemon.wait_in(task_id, "done")
+    daemon.wait_agent("gated", lambda r: r["state"] == "RUNNING", 10, "gated RUNNING")
 
 
 def test_the_soft_timeout_signal_comes_before_the_kill(daemon) -> None:

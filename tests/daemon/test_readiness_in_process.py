@@ -239,3 +239,33 @@ def test_no_event_is_left_unapplied(rig: Rig) -> None:
     rig.advance(1, group)
     with pytest.raises(queue.Empty):
         rig.ctx.events.get(timeout=0.1)
+
+
+def test_an_exec_agent_with_a_ready_check_takes_tasks_once_it_passes(rig: Rig) -> None:
+    from dropsited.daemon.agents.exec_agent import ExecAgent
+    from dropsited.daemon.agents.exec_ready import GATE_INDEX
+
+    [spec] = rig.specs({"name": "a", "command": ["x"], "start_timeout": 3,
+                        "ready_check": {"command": "p", "interval": 1},
+                        "backoff": {"initial": 2, "max": 2}, "give_up": 2})
+    group = ExecAgent(spec, rig.ctx)
+    group.launch_probe = lambda ctx, kind, probe, cwd, env, agent, index, pid: \
+        rig.probes.append((kind, index))
+    rig.groups.append(group)
+    group.start()
+    rig.advance(0, group)
+    assert group.agent_state is S.STARTING and group.free_slots() == 0
+    assert rig.probes == [("ready", GATE_INDEX)]
+    group.on_probe(GATE_INDEX, 0, "ready", False, "exit status 1: no model server")
+    rig.advance(3, group)  # start_timeout: a failed start of the agent
+    assert group.agent_state is S.BACKOFF and group.spawn_failures == 1
+    assert group.last_error == ("not ready within start_timeout (3s): exit status 1: "
+                                "no model server")
+    rig.advance(2, group)  # the pause is over: a new round of checks
+    assert group.agent_state is S.STARTING
+    rig.advance(0, group)
+    assert len(rig.probes) == 2
+    group.on_probe(GATE_INDEX, 0, "ready", True, "")
+    rig.advance(0.1, group)
+    assert group.agent_state is S.RUNNING and group.free_slots() == 1
+    assert group.spawn_failures == 0
