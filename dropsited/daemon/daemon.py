@@ -42,7 +42,7 @@ from .events import (
 from .host_lease import HostLease
 from .manifest import Manifest
 from .metrics import MetricsRecorder
-from .metrics_export import MetricsExporter, MetricsUnavailable
+from .metrics_export import MetricsExporter, MetricsUnavailable, metrics_file
 from .status import DaemonLock, StatusPublisher, daemon_identity
 from .timers import Timers, jittered
 from .workspace_checks import modes, open_workspace, refused, warn_if_open, warn_if_polled
@@ -100,7 +100,8 @@ class Daemon:
         self.stop_now = False
         self.state = DaemonState.STARTING
         self.metrics = MetricsRecorder()  # counters of this run (metrics.py)
-        self.exporter = MetricsExporter(self.ds.workspace, self.metrics)
+        self.exporter = MetricsExporter(self.ds.workspace, self.metrics,
+                                        metrics_file(self.shared))
         self.metrics_address = metrics  # `--metrics HOST:PORT`: also served over HTTP
         # One handler per event type (events.py): the loop never unpacks a tuple.
         self.handlers: dict[type, Callable[[Any], None]] = {
@@ -158,7 +159,7 @@ class Daemon:
             self.watcher.start()
         self.ds.sweep_inbox()
         self.state = DaemonState.RUNNING
-        self.metrics.snapshot_agents(self.agents.all(), ctx.clock())
+        self.metrics.snapshot_agents(self.agents.current.values(), ctx.clock())
         self.exporter.start()
         self._publish(force=True)
         if self.shared:
@@ -229,7 +230,7 @@ class Daemon:
         if due("memory", MEMORY_INTERVAL):
             self.agents.check_memory()
         if due("metrics", METRICS_SNAPSHOT_INTERVAL):
-            self.metrics.snapshot_agents(self.agents.all(), now)
+            self.metrics.snapshot_agents(self.agents.current.values(), now)
         if due("publish", PUBLISH_INTERVAL):  # at most once a second, not per task
             self._publish(force=due("status", STATUS_INTERVAL))
         self.notifier.maybe_ping(now)
@@ -311,7 +312,7 @@ class Daemon:
             self.watcher.stop()
         self.state = DaemonState.STOPPED
         self._publish(force=True)
-        self.metrics.snapshot_agents(self.agents.all(), self.ctx.clock())
+        self.metrics.snapshot_agents(self.agents.current.values(), self.ctx.clock())
         self.exporter.stop()
         self.agents.close()
         self.lease.stop()

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..protocol import DropSiteError
 from ..protocol.folders import QUARANTINE, STATE_DIR, TASK_FOLDERS, WorkspaceFolders
+from ..protocol.holder import this_host
 from .context import log, log_limited
 from .metrics import PREFIX, Family, MetricsRecorder, Sample, render
 
@@ -28,6 +29,12 @@ EXTRA_HINT = "pip install 'dropsited[metrics]'"
 
 class MetricsUnavailable(Exception):
     """`--metrics` without prometheus_client, or an address it cannot bind."""
+
+
+def metrics_file(shared: bool) -> str:
+    """metrics.prom; on a file system other hosts share, metrics.<host>.prom, since
+    hosts never write one file (docs/HOSTS.md)."""
+    return f"metrics.{this_host()}.prom" if shared else METRICS_FILE
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -70,8 +77,9 @@ class MetricsExporter:
     """The thread that writes metrics.prom every `interval` s and feeds the HTTP endpoint."""
 
     def __init__(self, workspace: Path, recorder: MetricsRecorder,
-                 interval: float = WRITE_INTERVAL) -> None:
+                 file_name: str = METRICS_FILE, interval: float = WRITE_INTERVAL) -> None:
         self.workspace = workspace
+        self.file_name = file_name
         self.recorder = recorder
         self.interval = interval
         self._stop = threading.Event()
@@ -109,7 +117,7 @@ class MetricsExporter:
         folders = WorkspaceFolders(self.workspace)
         try:
             folders.make_folder(STATE_DIR)
-            folders.write_record(STATE_DIR, METRICS_FILE, render(families))
+            folders.write_record(STATE_DIR, self.file_name, render(families))
         finally:
             folders.close()
 
@@ -118,7 +126,7 @@ class MetricsExporter:
             try:
                 self.write_once()
             except (DropSiteError, OSError) as exc:
-                log_limited("metrics", f"cannot write {STATE_DIR}/{METRICS_FILE}: {exc}")
+                log_limited("metrics", f"cannot write {STATE_DIR}/{self.file_name}: {exc}")
             except Exception:  # never let the metrics thread die and go silent
                 log.exception("metrics: writing failed")
             if self._stop.wait(self.interval):

@@ -129,3 +129,12 @@ def test_the_renderer_escapes_labels_and_parses_back() -> None:
     ("0.0.0.0:9108", ("0.0.0.0", 9108)), ("127.0.0.1:0", ("127.0.0.1", 0))])
 def test_metrics_addresses_bind_loopback_unless_told(text: str, expected: tuple) -> None:
     assert parse_address(text) == expected
+
+
+def test_restarts_stay_monotonic_when_a_reload_replaces_the_group() -> None:
+    from dropsited.daemon.metrics import Monotonic
+    restarts = Monotonic()
+    assert [restarts.observe("a", v) for v in (0, 2, 3)] == [0, 2, 3]
+    assert restarts.observe("a", 0) == 3  # a new group (reload): carried over
+    assert restarts.observe("a", 1) == 4
+    assert restarts.observe("b", 1) == 1
