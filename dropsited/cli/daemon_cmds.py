@@ -51,13 +51,17 @@ def _load(config: Path, workspace: Path | None):
 @click.option("--lease", type=click.FloatRange(3, 3600), default=None, metavar="SECONDS",
               help="On a shared file system: how long another host waits before it takes "
                    "this host's claims once this daemon stops renewing (default 20).")
+@click.option("--metrics", "metrics", default=None, metavar="[HOST:]PORT",
+              help="Also serve Prometheus metrics over HTTP (127.0.0.1 unless HOST is "
+                   "given; needs the extra: pip install 'dropsited[metrics]'). "
+                   ".dropsited/metrics.prom is written in any case.")
 @click.option("--fast", is_flag=True, help="Skip fsync (durable=False): faster, less safe at power loss.")
 @click.option("--demo", is_flag=True, help="Drop a few demo tasks once the agents are up.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               default="info", show_default=True)
 def up(config: Path, workspace: Path | None, poll: float | None, grace: float | None,
-       retry_base: float | None, corrupt_grace: float | None, lease: float | None, fast: bool,
-       demo: bool, log_level: str) -> None:
+       retry_base: float | None, corrupt_grace: float | None, lease: float | None,
+       metrics: str | None, fast: bool, demo: bool, log_level: str) -> None:
     """Run the agents of a manifest and dispatch tasks to them, in the foreground.
 
     SIGTERM/SIGINT drain (a second one stops at once), SIGHUP reloads the manifest.
@@ -66,10 +70,13 @@ def up(config: Path, workspace: Path | None, poll: float | None, grace: float | 
     Example:
       dropsited up -c agents.yaml
       dropsited up -c agents.yaml -w /srv/workspace --poll 2
+      dropsited up -c agents.yaml --metrics 127.0.0.1:9108
     """
     from ..daemon.daemon import Daemon
     from ..service.defaults import DEFAULT_DRAIN_GRACE
 
+    if metrics is not None:
+        _check_metrics(metrics)
     manifest = _load(config, workspace)
     logging.basicConfig(stream=sys.stderr, level=log_level.upper(),
                         format="%(asctime)s dropsited[%(process)d] %(levelname)s %(message)s")
@@ -77,7 +84,8 @@ def up(config: Path, workspace: Path | None, poll: float | None, grace: float | 
         daemon = Daemon(manifest, poll=poll,
                         grace=DEFAULT_DRAIN_GRACE if grace is None else grace,
                         durable=not fast, workspace_override=workspace, retry_base=retry_base,
-                        corrupt_grace=corrupt_grace, **({"lease": lease} if lease else {}))
+                        corrupt_grace=corrupt_grace, metrics=metrics,
+                        **({"lease": lease} if lease else {}))
     except (DropSiteError, OSError) as exc:  # a read-only or unsafe workspace: one line
         text = str(exc) if isinstance(exc, DropSiteError) else \
             f"{exc.filename or manifest.workspace}: {exc.strerror or exc}"
@@ -86,6 +94,19 @@ def up(config: Path, workspace: Path | None, poll: float | None, grace: float | 
         from ..demo import schedule_demo
         schedule_demo(daemon)
     sys.exit(daemon.run())
+
+
+def _check_metrics(address: str) -> None:
+    """`--metrics`: a usable address, and the extra that serves it (one line if not)."""
+    import importlib.util
+
+    from ..daemon.metrics_export import EXTRA_HINT, parse_address
+    try:
+        parse_address(address)
+    except ValueError as exc:
+        fail(str(exc), 2)
+    if importlib.util.find_spec("prometheus_client") is None:
+        fail(f"--metrics needs the optional extra 'metrics' (prometheus_client): {EXTRA_HINT}", 2)
 
 
 def _resolve_workspace(workspace: Path | None, config: Path | None) -> Path:

@@ -31,10 +31,22 @@ from .control.controller import Controller
 from .dispatch import upkeep
 from .dispatch.dispatcher import dispatch
 from .dispatch.inbox_watch import InboxWatcher
-from .events import ControlRequest, Finished, Hint, ReapNow, RestartInstance, Signal, SpawnFailed
+from .events import (
+    ControlRequest,
+    Finished,
+    Hint,
+    ProbeDone,
+    Ready,
+    ReapNow,
+    RestartInstance,
+    Signal,
+    SpawnFailed,
+)
 from .hooks import Hooks
 from .host_lease import HostLease
 from .manifest import Manifest
+from .metrics import MetricsRecorder
+from .metrics_export import MetricsExporter, MetricsUnavailable, metrics_file
 from .retention import RetentionThread
 from .schedules.runner import Scheduler
 from .status import DaemonLock, StatusPublisher, daemon_identity
@@ -46,6 +58,7 @@ REAP_INTERVAL = 1.0
 STATUS_INTERVAL = 10.0
 PUBLISH_INTERVAL = 1.0
 MEMORY_INTERVAL = 5.0
+METRICS_SNAPSHOT_INTERVAL = 2.0  # agent states for metrics.prom, written every 5 s
 LOOP_ERROR_PAUSE = 0.5
 SHARED_POLL = 2.0  # the rescan interval on a shared file system, where events do not cross
 TEMP_SWEEP_INTERVAL = 60.0  # abandoned (or forged) temp files in inbox/
@@ -66,7 +79,7 @@ class Daemon:
                  grace: float = DEFAULT_DRAIN_GRACE, durable: bool = True,
                  notifier: Notifier | None = None, workspace_override: Path | None = None,
                  retry_base: float | None = None, corrupt_grace: float | None = None,
-                 lease: float = DEFAULT_LEASE) -> None:
+                 lease: float = DEFAULT_LEASE, metrics: str | None = None) -> None:
         self.manifest = manifest
         self.poll = poll
         self.grace = grace
@@ -96,13 +109,19 @@ class Daemon:
         self.drain_deadline = 0.0
         self.stop_now = False
         self.state = DaemonState.STARTING
+        self.metrics = MetricsRecorder()  # counters of this run (metrics.py)
+        self.exporter = MetricsExporter(self.ds.workspace, self.metrics,
+                                        metrics_file(self.shared))
+        self.metrics_address = metrics  # `--metrics HOST:PORT`: also served over HTTP
         # One handler per event type (events.py): the loop never unpacks a tuple.
         self.handlers: dict[type, Callable[[Any], None]] = {
             Hint: self._on_hint, Signal: self._on_signal, ReapNow: lambda _: self._reap(),
-            Finished: lambda e: self.agents.on_finished(e),
+            Finished: self._on_finished,
             SpawnFailed: lambda e: self.agents.on_spawn_failed(e),
             RestartInstance: lambda e: self.agents.on_restart_instance(e),
             ControlRequest: lambda e: self.control.pick_up(e.name),
+            Ready: lambda e: self.agents.on_ready(e),
+            ProbeDone: lambda e: self.agents.on_probe(e),
         }
 
     # -- life cycle ----------------------------------------------------------------
@@ -112,8 +131,11 @@ class Daemon:
         try:
             self.lock.acquire()
             self.lease.start()
-        except DropSiteError as exc:
+            if self.metrics_address is not None:
+                log.info("metrics on %s", self.exporter.serve(self.metrics_address))
+        except (DropSiteError, MetricsUnavailable) as exc:
             log.error("%s", exc)
+            self.lease.stop()
             self.lock.release()
             return 1
         try:
@@ -160,6 +182,8 @@ class Daemon:
         self.retention = RetentionThread(self.ds.store, self.manifest.retention)
         self.retention.start()
         self.state = DaemonState.RUNNING
+        self.metrics.snapshot_agents(self.agents.current.values(), ctx.clock())
+        self.exporter.start()
         self._publish(force=True)
         if self.shared:
             self.lease.renew()  # the host record shows the agents from the start
@@ -234,6 +258,8 @@ class Daemon:
         self.containment.tick()
         if due("memory", MEMORY_INTERVAL):
             self.agents.check_memory()
+        if due("metrics", METRICS_SNAPSHOT_INTERVAL):
+            self.metrics.snapshot_agents(self.agents.current.values(), now)
         if due("publish", PUBLISH_INTERVAL):  # at most once a second, not per task
             self._publish(force=due("status", STATUS_INTERVAL) or self.hooks.changed())
         self.notifier.maybe_ping(now)
@@ -245,6 +271,13 @@ class Daemon:
             self.ds.sweep_inbox()
         else:
             self.ds.inbox_index().observe(event.name)
+
+    def _on_finished(self, event: Finished) -> None:
+        group = self.agents.owner(event.agent, event.task_id)
+        task = group.running.get(event.task_id) if group is not None else None
+        if group is not None:
+            self.metrics.task_finished(event.agent, event.settled, event.error, task)
+        self.agents.on_finished(event)
 
     def _on_signal(self, event: Signal) -> None:
         if event.signum == signal.SIGCHLD:
@@ -315,6 +348,8 @@ class Daemon:
             self.watcher.stop()
         self.state = DaemonState.STOPPED
         self._publish(force=True)
+        self.metrics.snapshot_agents(self.agents.current.values(), self.ctx.clock())
+        self.exporter.stop()
         self.agents.close()
         self.lease.stop()
         self.lock.release()
@@ -329,7 +364,7 @@ class Daemon:
             except queue.Empty:
                 continue
             if type(event) is Finished:  # only the tasks' ends matter now
-                self.agents.on_finished(event)
+                self._on_finished(event)
 
     def _publish(self, force: bool = False) -> None:
         if self.status is None:  # stopped before it started

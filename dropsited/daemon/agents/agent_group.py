@@ -40,6 +40,7 @@ class AgentGroup:
         # scales) until `dropsited start`. `start_pending`: start once the stop is over.
         self.stopped_by: dict | None = None
         self.start_pending = False
+        self.waiting_for: tuple[str, ...] = ()  # `after:` agents not RUNNING yet (roster)
 
     @property
     def name(self) -> str:
@@ -168,6 +169,11 @@ class AgentGroup:
 
     def _start_processes(self) -> None:
         """Start what does not run; leave running processes alone."""
+    def on_ready(self, index: int, pid: int) -> None:
+        """Process `index` (pid `pid`) printed its ready line (a Ready event)."""
+
+    def on_probe(self, index: int, pid: int, kind: str, ok: bool, detail: str) -> None:
+        """A ready or health check of this agent ended (a ProbeDone event)."""
 
     # -- what it reports ------------------------------------------------------------------
     def held_pids(self) -> set[int]:
@@ -206,6 +212,7 @@ class AgentGroup:
                 (i["last_error"] for i in instances if i.get("last_error")), ""),
             "tags": self.tags, "log": str(self.log_file.path),
             "stopped_by": self.stopped_by,
+            **({"waiting_for": list(self.waiting_for)} if self.waiting_for else {}),
         }
 
 

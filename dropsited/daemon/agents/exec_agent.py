@@ -13,14 +13,18 @@ from dataclasses import dataclass
 from ...protocol import Task
 from ..context import log
 from ..events import Finished, SpawnFailed
+from ..supervision.probes import launch_probe
+from ..supervision.readiness import StartVerdict
 from ..supervision.spawner import Child
 from ..supervision.states import AgentState, check_transition
 from .agent_env import task_environ
 from .agent_group import AgentGroup
 from .exec_pipes import ExecPipes
+from .exec_ready import GATE_INDEX, ExecReadyGate
 from .interrupt import Interrupt
 from .outcome import Kind, Outcome, from_exit
 from .settle import Settled, release, settle
+from .soft_timeout import SoftTimeout
 
 POLL_SLICE = 0.25  # how often a running task checks for timeout, drain kill and leftovers
 # Claim ahead only for agents whose last task ran shorter than this (seconds): the
@@ -73,6 +77,8 @@ class ExecAgent(AgentGroup):
         # task id -> Interrupt: a control request stops that task's process (set by the
         # main thread, acted on and removed by the slot thread that runs the task).
         self.interrupts: dict[str, Interrupt] = {}
+        self.gate: ExecReadyGate | None = None  # a round of `ready_check:` (exec_ready.py)
+        self.launch_probe = launch_probe  # a test hands in its own
 
     def change_state(self, new: AgentState, why: str = "") -> None:
         check_transition(self.agent_state, new)
@@ -82,15 +88,37 @@ class ExecAgent(AgentGroup):
 
     def start(self) -> None:
         self.change_state(S.STARTING)
-        self.change_state(S.RUNNING, "a process starts for each task")
+        if self.spec.ready_check is not None:
+            self.gate = ExecReadyGate(self, self.ctx.clock())
+        else:
+            self.change_state(S.RUNNING, "a process starts for each task")
 
     def tick(self, now: float) -> None:
-        if self.agent_state is S.BACKOFF and now >= self.paused_until:
+        if self.gate is not None and self.agent_state is S.STARTING:
+            self._gate_tick(now)
+        elif self.agent_state is S.BACKOFF and now >= self.paused_until:
             self.change_state(S.STARTING, "pause over: the next task tries again")
+            if self.spec.ready_check is not None:
+                self.gate = ExecReadyGate(self, now)
         elif self.agent_state is S.STARTING and self.spawn_failures == 0:
             self.change_state(S.RUNNING, "the command started")
         elif self.agent_state is S.STOPPING and not self.running:
             self.change_state(S.STOPPED)
+
+    def _gate_tick(self, now: float) -> None:
+        verdict = self.gate.tick(now)
+        if verdict is StartVerdict.UP:
+            self.gate, self.spawn_failures = None, 0
+            self.change_state(S.RUNNING, "ready check passed")
+        elif verdict is StartVerdict.TIMED_OUT:
+            detail = f": {self.gate.detail}" if self.gate.detail else ""
+            self.gate = None
+            self._failed_start(f"not ready within start_timeout "
+                               f"({self.spec.start_timeout:g}s){detail}")
+
+    def on_probe(self, index: int, pid: int, kind: str, ok: bool, detail: str) -> None:
+        if self.gate is not None and index == GATE_INDEX and kind == "ready":
+            self.gate.result(ok, detail)
 
     def free_slots(self) -> int:
         if self._stalled() or self.agent_state is S.STOPPING:
@@ -116,7 +144,8 @@ class ExecAgent(AgentGroup):
     def _stalled(self) -> bool:
         """No process may start now (read by slot threads too); a stopping agent still
         runs what it holds."""
-        return self.kill_requested or self.agent_state in (S.BACKOFF, S.FATAL, S.STOPPED)
+        return (self.kill_requested or self.gate is not None
+                or self.agent_state in (S.BACKOFF, S.FATAL, S.STOPPED))
 
     def assign(self, task: Task) -> None:
         """Hand `task` to a slot thread, which spawns the agent and waits for it.
@@ -223,6 +252,11 @@ class ExecAgent(AgentGroup):
     def spawn_failed(self, task_id: str, message: str) -> None:
         """A command that cannot start is the agent's fault, not the task's: no attempt used."""
         self.finished(task_id, Settled.RELEASED)
+        self._failed_start(message)
+
+    def _failed_start(self, message: str) -> None:
+        """The command could not start, or the agent was not ready in time: BACKOFF, or
+        FATAL after give_up.failures in a row."""
         self.count_failure(message)
         log.error("%s: %s", self.name, message)
         self.spawn_failures += 1
@@ -301,9 +335,12 @@ class ExecAgent(AgentGroup):
     def _supervise(self, child: Child, pipes: ExecPipes, task_id: str) -> tuple[bool, bool]:
         clock = self.ctx.clock
         deadline = None if self.spec.timeout is None else clock() + self.spec.timeout
+        soft = SoftTimeout(self.spec, clock(), self.name)
         exited_at: float | None = None  # when the agent exited while its pipes stayed open
         while True:
             wait = POLL_SLICE if deadline is None else max(0.0, min(POLL_SLICE, deadline - clock()))
+            wait = soft.bound(wait, clock())
+            soft.maybe_send(child, clock())
             if pipes.open:
                 pipes.pump(wait)
             else:

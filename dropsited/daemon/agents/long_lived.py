@@ -95,6 +95,16 @@ class LongLivedGroup(AgentGroup):
     def stopping(self) -> bool:
         return any(p.state is AgentState.STOPPING for p in self.procs)
 
+    def on_ready(self, index: int, pid: int) -> None:
+        for proc in self.procs:
+            if proc.index == index:
+                proc.on_ready_line(pid)
+
+    def on_probe(self, index: int, pid: int, kind: str, ok: bool, detail: str) -> None:
+        for proc in self.procs:
+            if proc.index == index:
+                proc.on_probe(kind, pid, ok, detail)
+
     def held_pids(self) -> set[int]:
         return {p.child.pid for p in self.procs if p.child is not None and p.alive}
 

@@ -8,9 +8,10 @@ it holds, then is closed.
 from __future__ import annotations
 
 from ..context import Context, log
-from ..events import Finished, RestartInstance, SpawnFailed
+from ..events import Finished, ProbeDone, Ready, RestartInstance, SpawnFailed
 from ..manifest import AgentSpec
 from ..reload import Change
+from ..supervision.states import AgentState
 from .agent_group import AgentGroup
 from .exec_agent import ExecAgent
 from .service_agent import ServiceAgent
@@ -28,6 +29,7 @@ class Roster:
         # The manifest's definitions, which a reload compares: a `dropsited scale` changes
         # a group's own spec only, so it holds until the manifest changes that agent.
         self.manifest_specs: dict[str, AgentSpec] = {}
+        self.pending: dict[str, AgentGroup] = {}  # waiting for their `after:` agents
 
     def all(self) -> list[AgentGroup]:
         return list(self.current.values()) + self.retiring
@@ -48,10 +50,36 @@ class Roster:
 
     # -- every group at once (the loop's turns, the drain) -------------------------------
     def tick(self, now: float) -> None:
+        self.start_ready()
         for group in self.all():
             group.tick(now)
         for group in self.current.values():  # a retiring group never starts again
             group.control_tick()
+
+    def start_ready(self) -> None:
+        """Start each pending group once every agent its `after:` names is RUNNING (an
+        agent a reload removed no longer holds it back); none starts during a drain."""
+        if self.ctx.draining:
+            self.pending.clear()
+            return
+        for name, group in list(self.pending.items()):
+            if group.stopped_by is not None:  # stopped on request while it waited
+                del self.pending[name]
+                continue
+            waiting = [dep for dep in group.spec.after if dep in self.current
+                       and self.current[dep].state(0) is not AgentState.RUNNING]
+            group.waiting_for = tuple(waiting)
+            if not waiting and self.current.get(name) is group:
+                del self.pending[name]
+                log.info("%s: starting (after %s)", name, ", ".join(group.spec.after))
+                group.start()
+            elif self.current.get(name) is not group:
+                del self.pending[name]  # retired by a reload before it started
+
+    def _needed_by_running(self, name: str) -> bool:
+        """An agent that names `name` in `after:` still runs: `name` stops after it."""
+        return any(name in other.spec.after and not other.stopped()
+                   for other in self.current.values() if other.name != name)
 
     def check_memory(self) -> None:
         for group in self.all():
@@ -61,8 +89,12 @@ class Roster:
         return any(group.busy() for group in self.all())
 
     def begin_stop(self) -> None:
+        """Called on every turn of a drain: an agent stops once those started after it
+        (`after:`) have stopped, the reverse of the start order."""
+        self.pending.clear()
         for group in self.all():
-            group.begin_stop()
+            if not self._needed_by_running(group.name):
+                group.begin_stop()
 
     def kill_now(self) -> None:
         for group in self.all():
@@ -94,6 +126,14 @@ class Roster:
         if (group := self.current.get(event.agent)) is not None:
             group.restart_instance(event.index)
 
+    def on_ready(self, event: Ready) -> None:
+        if (group := self.current.get(event.agent)) is not None:
+            group.on_ready(event.index, event.pid)
+
+    def on_probe(self, event: ProbeDone) -> None:
+        if (group := self.current.get(event.agent)) is not None:
+            group.on_probe(event.index, event.pid, event.kind, event.ok, event.detail)
+
     def specs(self) -> dict[str, AgentSpec]:
         return dict(self.manifest_specs)
 
@@ -109,7 +149,12 @@ class Roster:
         self.manifest_specs[spec.name] = spec
         self.current[spec.name] = group = GROUPS[spec.mode](spec, self.ctx)
         group.stopped_by = stopped_by
-        if stopped_by is None:
+        if stopped_by is not None:
+            return  # stopped on request: it stays so until `dropsited start`
+        if spec.after:
+            self.pending[spec.name] = group
+            self.start_ready()
+        else:
             group.start()
 
     def retire(self, name: str) -> None:

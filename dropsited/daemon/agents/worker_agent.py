@@ -14,7 +14,7 @@ import threading
 
 from ...protocol import Task
 from ..context import log
-from ..events import Finished, RestartInstance
+from ..events import Finished, Ready, RestartInstance
 from ..supervision.exits import exit_details, exit_text
 from ..supervision.spawner import Child
 from ..supervision.states import AgentState
@@ -23,6 +23,7 @@ from .interrupt import Interrupt
 from .long_lived import LongLivedGroup
 from .outcome import STDERR_TAIL_LINES, Kind, Outcome, from_reply, parse_reply_line, timed_out_after
 from .settle import Settled, release, settle
+from .soft_timeout import SoftTimeout
 
 WRITE_DEADLINE = 60.0  # writing a task to a worker without `timeout` gives up after this
 OVERSIZE = object()  # readline(): a line over the limit was read and thrown away
@@ -106,7 +107,10 @@ class WorkerInstance(Supervised):
         self.on_exit = self._gone
 
     def idle(self) -> bool:
-        return (self.state in (AgentState.STARTING, AgentState.RUNNING) and self.current is None
+        # With a ready signal a worker takes tasks once RUNNING; without, from its start.
+        up = (AgentState.RUNNING,) if self.spec.readiness else (AgentState.STARTING,
+                                                                 AgentState.RUNNING)
+        return (self.state in up and self.current is None
                 and self.inbox is not None and not self.stop_requested and not self.memory_hit)
 
     def give(self, task: Task) -> None:
@@ -127,6 +131,8 @@ class WorkerInstance(Supervised):
     def _talk(self, child: Child, inbox: queue.SimpleQueue) -> None:
         reader = LineReader(child.stdout.fileno(), self.ctx.ds.store.max_task_bytes)
         os.set_blocking(child.stdin.fileno(), False)
+        if self.spec.ready == "line":
+            self._await_ready_line(child, reader)
         while (task := inbox.get()) is not None:
             try:
                 settled, error = self._one(child, reader, task)
@@ -136,6 +142,25 @@ class WorkerInstance(Supervised):
                 settled, error = settle(self.ctx, task, outcome, self.group.name), outcome.error
             self.ctx.post(Finished(self.group.name, task.id, settled, error))
         child.stdout.close()
+
+    def _await_ready_line(self, child: Child, reader: LineReader) -> None:
+        """Read stdout until `{"ready": true}` (then tell the loop), end of file or a kill;
+        other lines go to the log. Not ready by start_timeout is the loop's to judge."""
+        while not self.group.kill_requested:
+            line = reader.readline(0.25)
+            if line is None:
+                continue
+            if line is OVERSIZE:
+                self.log_file.write(b"[stdout line over the size limit, dropped]\n")
+                continue
+            if line == b"" and reader.eof:
+                return
+            value = parse_reply_line(line)
+            if value is not None and value.get("ready") is True:
+                self.log_file.write(line[:4096] + b"\n")
+                self.ctx.post(Ready(self.group.name, self.index, child.pid))
+                return
+            self.log_file.write(b"[stdout before the ready line] " + line[:4096] + b"\n")
 
     def _one(self, child: Child, reader: LineReader, task: Task) -> tuple[Settled, str]:
         timeout = self.spec.timeout
@@ -172,10 +197,13 @@ class WorkerInstance(Supervised):
         """The worker's reply; its Interrupt once a process stopped on request is gone
         (what it still prints is logged, not taken); None when the daemon stops at once."""
         timeout = self.spec.timeout
+        soft = SoftTimeout(self.spec, self.ctx.clock(), self.name)
         while True:
             if self.group.kill_requested:
                 return None
             wait = 0.25 if deadline is None else max(0.0, min(0.25, deadline - self.ctx.clock()))
+            wait = soft.bound(wait, self.ctx.clock())
+            soft.maybe_send(child, self.ctx.clock())
             line = reader.readline(wait)
             interrupt = self.interrupt
             if interrupt is not None and line is not None:

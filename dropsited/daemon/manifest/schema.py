@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from . import checks
 from .hook_values import (
     MAX_RETRIES,
     bounded_integer,
@@ -166,6 +167,22 @@ AGENT_FIELDS: dict[str, Value] = {
     "role": parse_optional_text.doc("Free text."),
     "on": HOOKS.doc("Event hooks for this agent's events (docs/HOOKS.md); in defaults: a "
                     "copy for each agent that sets none."),
+    # readiness, health, start order, soft timeout: parsers and rules in checks.py
+    "ready": checks.parse_ready.doc(
+        "worker: 'line' waits for a {\"ready\": true} line on stdout before it takes tasks."),
+    "ready_check": checks.probe(1.0, 5.0, with_failures=False).doc(
+        "A command polled until it exits 0; only then is the agent RUNNING (until start_timeout)."),
+    "start_timeout": seconds(0, strict=True).doc(
+        "With ready or ready_check: not ready by then is a failed start (default 60)."),
+    "health_check": checks.probe(10.0, 5.0, with_failures=True).doc(
+        "worker, service: a command run every interval; `failures` fails in a row restart it."),
+    "after": checks.parse_after.doc(
+        "Agents that must be RUNNING before this one starts; it stops before them."),
+    "timeout_signal": checks.parse_optional_signal.doc(
+        "Signal sent timeout_grace before the timeout, to save partial work (default none)."),
+    "timeout_grace": seconds(0, strict=True, nullable=True).doc(
+        "Seconds before the timeout that timeout_signal is sent (default half the timeout, "
+        "at most 10)."),
 }
 AGENT_KEYS = tuple(AGENT_FIELDS)
 
@@ -334,6 +351,7 @@ def _parse_agents(
         return []
     agents: list[AgentSpec] = []
     names: dict[str, int] = {}
+    order: list[tuple[str, _Field | None]] = []
     for i, item in enumerate(node.value):
         path = f"agents[{i}]"
         if not isinstance(item, yaml.MappingNode):
@@ -349,6 +367,8 @@ def _parse_agents(
         spec = _build_agent(ctx, path, own, defaults)
         if spec is not None:
             agents.append(spec)
+            order.append((spec.name, own.get("after", defaults.get("after"))))
+    checks.check_order(ctx, order, set(names))
     return agents
 
 
@@ -425,6 +445,7 @@ def _cross_check(ctx: ParseContext, path: str, spec: AgentSpec, fields: dict[str
             where,
             f"max ({spec.backoff.max:g}) is less than initial ({spec.backoff.initial:g})",
         )
+    checks.cross_check(ctx, path, spec, fields, _origin)
     return len(ctx.errors) == before
 
 

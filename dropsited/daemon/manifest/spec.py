@@ -30,7 +30,7 @@ HOOK_BODIES = ("event", "text")
 
 __all__ = ["AGENT_EVENTS", "HOOK_BODIES", "HOOK_EVENTS", "RESTARTS", "TASK_EVENTS", "TASK_FILE",
            "AgentSpec", "Backoff", "GiveUp", "HookSpec", "LogSpec", "Manifest", "ManifestError",
-           "RateLimit", "RetentionSpec", "ScheduleSpec", "TaskTemplate"]
+           "Probe", "RateLimit", "RetentionSpec", "ScheduleSpec", "TaskTemplate"]
 
 
 class ManifestError(ValueError):
@@ -120,6 +120,28 @@ class HookSpec:
 
 
 @dataclass(frozen=True)
+class Probe:
+    """A command the daemon runs beside an agent (`ready_check:`, `health_check:`): exit 0
+    means yes. Each run is killed after `timeout`; `failures` failed runs in a row make a
+    health check restart the agent (a ready check keeps trying until `start_timeout`)."""
+
+    command: tuple[str, ...] | str
+    interval: float = 1.0
+    timeout: float = 5.0
+    failures: int = 3
+
+    def argv(self) -> list[str]:
+        """A list is exec'd as is, a string goes through /bin/sh -c (as `command:`)."""
+        return ["/bin/sh", "-c", self.command] if isinstance(self.command, str) \
+            else list(self.command)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["command"] = self.command if isinstance(self.command, str) else list(self.command)
+        return out
+
+
+@dataclass(frozen=True)
 class AgentSpec:
     """One agent, with defaults applied and every value checked and normalised.
 
@@ -149,6 +171,28 @@ class AgentSpec:
     # Not part of the definition a reload compares: changing an agent's hooks
     # reconfigures the hooks, it does not restart the agent.
     on: tuple[HookSpec, ...] = field(default=(), compare=False)
+    # readiness, health, start order and the soft timeout (docs/MANIFEST.md)
+    ready: str | None = None  # "line": a worker prints {"ready": true} when it is up
+    ready_check: Probe | None = None
+    start_timeout: float = 60.0
+    health_check: Probe | None = None
+    after: tuple[str, ...] = ()
+    timeout_signal: int | None = None
+    timeout_grace: float | None = None
+
+    @property
+    def readiness(self) -> bool:
+        """Opted in to a ready signal: RUNNING only once it came, not after start_seconds."""
+        return self.ready is not None or self.ready_check is not None
+
+    def soft_timeout(self) -> float | None:
+        """Seconds into a task at which `timeout_signal` is sent; None without one.
+
+        `timeout_grace` defaults to half the timeout, at most 10 s."""
+        if self.timeout_signal is None or self.timeout is None:
+            return None
+        grace = min(10.0, self.timeout / 2) if self.timeout_grace is None else self.timeout_grace
+        return max(0.0, self.timeout - grace)
 
     def argv(self, task_file: str | None = None) -> list[str]:
         """The argument vector to exec, with `{task_file}` filled in when a task is given.
@@ -178,6 +222,12 @@ class AgentSpec:
         out["stop_signal"] = signal.Signals(self.stop_signal).name
         out["log"]["file"] = None if self.log.file is None else str(self.log.file)
         out["on"] = [hook.to_dict() for hook in self.on]
+        for key in ("ready_check", "health_check"):
+            probe = getattr(self, key)
+            out[key] = None if probe is None else probe.to_dict()
+        out["after"] = list(self.after)
+        out["timeout_signal"] = (None if self.timeout_signal is None
+                                 else signal.Signals(self.timeout_signal).name)
         return out
 
 
