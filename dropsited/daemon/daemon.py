@@ -45,10 +45,8 @@ from .events import (
 from .hooks import Hooks
 from .host_lease import HostLease
 from .manifest import Manifest
-from .metrics import MetricsRecorder
-from .metrics_export import MetricsExporter, MetricsUnavailable, metrics_file
-from .retention import RetentionThread
-from .schedules.runner import Scheduler
+from .metrics_export import MetricsUnavailable
+from .operations import Operations
 from .status import DaemonLock, StatusPublisher, daemon_identity
 from .timers import Timers, jittered
 from .workspace_checks import modes, open_workspace, refused, warn_if_open, warn_if_polled
@@ -58,7 +56,6 @@ REAP_INTERVAL = 1.0
 STATUS_INTERVAL = 10.0
 PUBLISH_INTERVAL = 1.0
 MEMORY_INTERVAL = 5.0
-METRICS_SNAPSHOT_INTERVAL = 2.0  # agent states for metrics.prom, written every 5 s
 LOOP_ERROR_PAUSE = 0.5
 SHARED_POLL = 2.0  # the rescan interval on a shared file system, where events do not cross
 TEMP_SWEEP_INTERVAL = 60.0  # abandoned (or forged) temp files in inbox/
@@ -103,16 +100,11 @@ class Daemon:
         self.watcher: InboxWatcher | None = None
         self.timers: Timers | None = None
         self.control: Controller | None = None
-        self.schedules: Scheduler | None = None
-        self.retention: RetentionThread | None = None
         self.hooks: Hooks | None = None
         self.drain_deadline = 0.0
         self.stop_now = False
         self.state = DaemonState.STARTING
-        self.metrics = MetricsRecorder()  # counters of this run (metrics.py)
-        self.exporter = MetricsExporter(self.ds.workspace, self.metrics,
-                                        metrics_file(self.shared))
-        self.metrics_address = metrics  # `--metrics HOST:PORT`: also served over HTTP
+        self.ops = Operations(self.ds, manifest, self.shared, metrics)  # schedules, metrics...
         # One handler per event type (events.py): the loop never unpacks a tuple.
         self.handlers: dict[type, Callable[[Any], None]] = {
             Hint: self._on_hint, Signal: self._on_signal, ReapNow: lambda _: self._reap(),
@@ -131,8 +123,8 @@ class Daemon:
         try:
             self.lock.acquire()
             self.lease.start()
-            if self.metrics_address is not None:
-                log.info("metrics on %s", self.exporter.serve(self.metrics_address))
+            if (address := self.ops.serve()) is not None:
+                log.info("metrics on %s", address)
         except (DropSiteError, MetricsUnavailable) as exc:
             log.error("%s", exc)
             self.lease.stop()
@@ -154,7 +146,7 @@ class Daemon:
         self.ctx = ctx = Context(self.ds, marker)
         self.timers = Timers(ctx.clock)
         self.agents = Roster(ctx)
-        self.hooks = ctx.hooks = Hooks(self.manifest, ctx)
+        self.hooks = ctx.hooks = Hooks(self.manifest, ctx)  # store tells it of quarantines
         self.ds.store.on_quarantine = self.hooks.quarantined
         self.containment = ctx.containment = Containment(
             ws, marker, ctx.clock, ctx.spawn_lock,
@@ -178,12 +170,8 @@ class Daemon:
                                     lambda name: ctx.post(ControlRequest(name)))
             self.watcher.start()
         self.ds.sweep_inbox()
-        self.schedules = Scheduler(self.ds, self.manifest.schedules)
-        self.retention = RetentionThread(self.ds.store, self.manifest.retention)
-        self.retention.start()
         self.state = DaemonState.RUNNING
-        self.metrics.snapshot_agents(self.agents.current.values(), ctx.clock())
-        self.exporter.start()
+        self.ops.start(self.agents.current.values(), ctx.clock())
         self._publish(force=True)
         if self.shared:
             self.lease.renew()  # the host record shows the agents from the start
@@ -221,7 +209,7 @@ class Daemon:
         self.control.tick(now)
         self._periodic(now)
         if self.state is DaemonState.RUNNING:
-            self.schedules.tick()  # before dispatch: a task due now is handed out this turn
+            self.ops.tick()  # before dispatch: a scheduled task due now goes out this turn
             if self.lease.healthy():  # else other hosts may soon take our claims
                 self._dispatch()
             return False
@@ -238,8 +226,8 @@ class Daemon:
         ready_at = self.ds.inbox_index().next_ready_time()
         if ready_at is not None:
             wait = min(wait, max(0.01, ready_at - time.time()))
-        if self.schedules is not None:
-            wait = min(wait, max(0.01, self.schedules.wakeup()))
+        if (slot := self.ops.wakeup()) is not None:
+            wait = min(wait, max(0.01, slot))
         interval = self.notifier.watchdog_interval()
         return min(wait, interval) if interval else wait
 
@@ -258,8 +246,7 @@ class Daemon:
         self.containment.tick()
         if due("memory", MEMORY_INTERVAL):
             self.agents.check_memory()
-        if due("metrics", METRICS_SNAPSHOT_INTERVAL):
-            self.metrics.snapshot_agents(self.agents.current.values(), now)
+        self.ops.periodic(due, self.agents.current.values(), now)
         if due("publish", PUBLISH_INTERVAL):  # at most once a second, not per task
             self._publish(force=due("status", STATUS_INTERVAL) or self.hooks.changed())
         self.notifier.maybe_ping(now)
@@ -276,7 +263,7 @@ class Daemon:
         group = self.agents.owner(event.agent, event.task_id)
         task = group.running.get(event.task_id) if group is not None else None
         if group is not None:
-            self.metrics.task_finished(event.agent, event.settled, event.error, task)
+            self.ops.task_finished(event, task)
         self.agents.on_finished(event)
 
     def _on_signal(self, event: Signal) -> None:
@@ -304,8 +291,7 @@ class Daemon:
                 self.agents.change(change, name, spec)
             self.hooks.configure(new)
             self.manifest = new
-            self.schedules.update(new.schedules)
-            self.retention.update(new.retention)
+            self.ops.reload(new)
         self.notifier.ready()
         if new is not None:
             self._publish(force=True)
@@ -335,36 +321,22 @@ class Daemon:
             self.lock.release()
             return
         self.agents.kill_now()
-        if self.retention is not None:
-            self.retention.stop()
-        self._wait_for_runners(5.0)
+        self.ops.stop_background()
+        self.agents.wait_for_runners(self.ctx.events, 5.0, self._on_finished)
         if self.hooks is not None:
             self.hooks.close()  # queued events go out (2 s at most), then its processes die
         if self.containment is not None:
             self.containment.shutdown()
-        upkeep.record_parked(self.ctx)  # a last try at outcomes the file system refused
-        upkeep.release_own_tasks(self.ds, "daemon stopped")
+        upkeep.at_shutdown(self.ctx)
         if self.watcher is not None:
             self.watcher.stop()
         self.state = DaemonState.STOPPED
         self._publish(force=True)
-        self.metrics.snapshot_agents(self.agents.current.values(), self.ctx.clock())
-        self.exporter.stop()
+        self.ops.stop(self.agents.current.values(), self.ctx.clock())
         self.agents.close()
         self.lease.stop()
         self.lock.release()
         log.info("dropsited stopped")
-
-    def _wait_for_runners(self, limit: float) -> None:
-        """Let slot and I/O threads record their tasks' ends, for at most `limit` s."""
-        deadline = time.monotonic() + limit
-        while time.monotonic() < deadline and any(g.running for g in self.agents.all()):
-            try:
-                event = self.ctx.events.get(timeout=0.05)
-            except queue.Empty:
-                continue
-            if type(event) is Finished:  # only the tasks' ends matter now
-                self._on_finished(event)
 
     def _publish(self, force: bool = False) -> None:
         if self.status is None:  # stopped before it started

@@ -7,6 +7,10 @@ it holds, then is closed.
 
 from __future__ import annotations
 
+import queue
+import time
+from collections.abc import Callable
+
 from ..context import Context, log
 from ..events import Finished, ProbeDone, Ready, RestartInstance, SpawnFailed
 from ..manifest import AgentSpec
@@ -189,3 +193,16 @@ class Roster:
             self.retire(name)
         if change in (Change.ADD, Change.RESTART):
             self.add(spec, stopped_by)
+
+    def wait_for_runners(self, events: queue.Queue, limit: float,
+                         on_finished: Callable[[Finished], None]) -> None:
+        """At shutdown: let slot and I/O threads record their tasks' ends (for at most
+        `limit` s); only those events matter now, the others are dropped."""
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline and any(g.running for g in self.all()):
+            try:
+                event = events.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            if type(event) is Finished:
+                on_finished(event)
