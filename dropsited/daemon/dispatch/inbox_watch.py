@@ -8,7 +8,6 @@ not cross hosts) no observer runs and the loop rescans every `poll` seconds.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 from collections.abc import Callable
@@ -25,6 +24,8 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 
+from ...protocol.waiting import deliver_moves_at_once
+
 _OVERFLOW_TEXT = "overflow"
 
 # The kernel events that can change what inbox/ holds: an entry appears (create,
@@ -35,24 +36,6 @@ _OVERFLOW_TEXT = "overflow"
 # would wake three watchdog threads and the loop for nothing.
 _EVENTS = [FileCreatedEvent, FileMovedEvent, FileModifiedEvent, FileClosedEvent,
            FileDeletedEvent]
-
-
-def _deliver_moves_at_once() -> None:
-    """Stop watchdog from holding events back behind a rename out of inbox/.
-
-    watchdog keeps each IN_MOVED_FROM for 0.5 s, hoping to pair it with its
-    IN_MOVED_TO, in a FIFO queue: every event that arrives meanwhile waits behind
-    it. Each claim renames a task out of inbox/, so a task dropped within half a
-    second of a claim waited up to 0.5 s to be seen. We need names, not paired
-    moves, so the pairing delay goes (the class attribute is read per instance,
-    at construction; watchdog < 5 calls the class InotifyBuffer).
-    """
-    for module, cls in (("watchdog.observers.inotify_move_event_grouper", "InotifyMoveEventGrouper"),
-                        ("watchdog.observers.inotify_buffer", "InotifyBuffer")):
-        try:
-            getattr(importlib.import_module(module), cls).delay = 0
-        except (ImportError, AttributeError, OSError):
-            continue
 
 
 class _Handler(FileSystemEventHandler):
@@ -96,7 +79,7 @@ class InboxWatcher:
         self._spotter.notify = lambda name: (inbox_notify(name), notify(name))
 
     def start(self) -> None:
-        _deliver_moves_at_once()
+        deliver_moves_at_once()  # a claim renames out of inbox/: no 0.5 s hold behind it
         observer = Observer()
         observer.schedule(_Handler(self.notify), str(self.inbox), recursive=False,
                           event_filter=_EVENTS)
