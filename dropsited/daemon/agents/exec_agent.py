@@ -8,7 +8,6 @@ import random
 import signal
 import subprocess
 import threading
-from dataclasses import dataclass
 
 from ...protocol import Task
 from ..context import log
@@ -19,34 +18,16 @@ from ..supervision.spawner import Child
 from ..supervision.states import AgentState, check_transition
 from .agent_env import task_environ
 from .agent_group import AgentGroup
-from .exec_pipes import ExecPipes
 from .exec_ready import GATE_INDEX, ExecReadyGate
+from .exec_run import POLL_SLICE, Exited, Watch, communicate, outcome_of
 from .interrupt import Interrupt
-from .outcome import Kind, Outcome, from_exit
 from .settle import Settled, release, settle
-from .soft_timeout import SoftTimeout
 
-POLL_SLICE = 0.25  # how often a running task checks for timeout, drain kill and leftovers
 # Claim ahead only for agents whose last task ran shorter than this (seconds): the
 # round trip it saves is 1-3 ms, worth having for tasks of a few ms and nothing for
 # longer ones, which then keep at most `concurrency` tasks in active/.
 PREFETCH_BELOW = 0.05
 S = AgentState
-
-
-@dataclass(frozen=True)
-class _Exited:
-    """A task whose process has ended, with what the outcome needs."""
-
-    task: Task
-    returncode: int
-    out: bytes
-    err: bytes
-    timed_out: bool
-    killed: bool
-    out_total: int = 0  # bytes the agent wrote on stdout, kept or not
-    runner_error: str = ""  # the daemon failed to run it: a failed attempt, counted
-    interrupt: Interrupt | None = None  # stopped on request (stop, restart, cancel)
 
 
 class ExecAgent(AgentGroup):
@@ -163,7 +144,7 @@ class ExecAgent(AgentGroup):
 
     def _slot(self) -> None:
         """Run queued tasks one process at a time; record each after its successor started."""
-        exited: _Exited | None = None
+        exited: Exited | None = None
         while True:
             if exited is None:
                 task = self.queue.get()
@@ -274,27 +255,30 @@ class ExecAgent(AgentGroup):
             self.paused_until = self.ctx.clock() + delay
 
     # -- slot thread ---------------------------------------------------------------
-    def _wait(self, task: Task, child: Child) -> _Exited:
+    def _wait(self, task: Task, child: Child) -> Exited:
         """Wait for the process, its output going to the log as it comes. If the runner
         itself fails, the process is killed and the attempt fails with that reason: every
         per-task step ends in an outcome, and the permit always comes back."""
         try:
             data = task.to_json(indent=None) if self.spec.input == "stdin" else None
-            out, err, timed_out, killed, total = self._communicate(child, data, task.id)
+            out, err, timed_out, killed, total = communicate(
+                child, data, self.log_file, self.ctx.ds.store.max_task_bytes, Watch(
+                    self.spec, self.name, self.ctx.clock, lambda: self.kill_requested,
+                    lambda: task.id in self.interrupts))
             self._kill_leftovers(child)
             self.recent_runtime = child.ran_for()
-            return _Exited(task, child.returncode, out, err, timed_out, killed, total,
+            return Exited(task, child.returncode, out, err, timed_out, killed, total,
                            interrupt=self.interrupts.pop(task.id, None))
         except Exception as exc:  # never let a slot thread die silently
             log.exception("%s: runner for %s failed", self.name, task.id)
             with contextlib.suppress(Exception):  # never a second run beside this one
                 child.kill_tree(timeout=2.0)
-            return _Exited(task, -1, b"", b"", False, False,
+            return Exited(task, -1, b"", b"", False, False,
                            runner_error=f"the daemon could not run this task: {exc}")
         finally:
             self._give_permit()
 
-    def _record(self, exited: _Exited) -> None:
+    def _record(self, exited: Exited) -> None:
         """Move the task to where its outcome sends it, then tell the loop."""
         task = exited.task
         try:
@@ -303,73 +287,12 @@ class ExecAgent(AgentGroup):
             elif exited.interrupt is not None:
                 settled, error = exited.interrupt.settle(self.ctx, task, self.name), ""
             else:
-                outcome = self._outcome(exited)
+                outcome = outcome_of(exited, self.ctx.ds.store.max_task_bytes, self.spec.timeout)
                 settled, error = settle(self.ctx, task, outcome, self.name), outcome.error
         except Exception as exc:  # never let a slot thread die silently
             log.exception("%s: recording %s failed", self.name, task.id)
             settled, error = Settled.ERROR, str(exc)
         self.ctx.post(Finished(self.name, task.id, settled, error))
-
-    def _outcome(self, exited: _Exited) -> Outcome:
-        limit = self.ctx.ds.store.max_task_bytes
-        if exited.runner_error:
-            return Outcome(Kind.FAIL, error=exited.runner_error, details={"reason": "runner"})
-        if exited.out_total > limit and exited.returncode == 0 and not exited.timed_out:
-            return Outcome(Kind.FAIL, error=f"result over the size limit: {exited.out_total} bytes "
-                           f"on stdout, at most {limit} are kept",
-                           details={"reason": "result_too_large", "stdout_bytes": exited.out_total})
-        return from_exit(exited.returncode, exited.out, exited.err, exited.timed_out,
-                         self.spec.timeout)
-
-    def _communicate(self, child: Child, data: bytes | None,
-                     task_id: str) -> tuple[bytes, bytes, bool, bool, int]:
-        """(stdout, stderr, timed_out, killed by the daemon's stop, stdout bytes) once the
-        process is over."""
-        pipes = ExecPipes(child, data, self.log_file, self.ctx.ds.store.max_task_bytes)
-        try:
-            timed_out, killed = self._supervise(child, pipes, task_id)
-        finally:
-            pipes.close()
-        return bytes(pipes.out), bytes(pipes.err), timed_out, killed, pipes.out_total
-
-    def _supervise(self, child: Child, pipes: ExecPipes, task_id: str) -> tuple[bool, bool]:
-        clock = self.ctx.clock
-        deadline = None if self.spec.timeout is None else clock() + self.spec.timeout
-        soft = SoftTimeout(self.spec, clock(), self.name)
-        exited_at: float | None = None  # when the agent exited while its pipes stayed open
-        while True:
-            wait = POLL_SLICE if deadline is None else max(0.0, min(POLL_SLICE, deadline - clock()))
-            wait = soft.bound(wait, clock())
-            soft.maybe_send(child, clock())
-            if pipes.open:
-                pipes.pump(wait)
-            else:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    child.wait(timeout=wait)
-            if child.poll() is not None and not pipes.open:
-                # kill_now's SIGKILL may end the process before we look at the
-                # flag: a death by signal after it was set is the daemon's doing
-                return False, self.kill_requested and child.returncode < 0
-            if self.kill_requested:
-                child.kill_tree(timeout=2.0)
-                pipes.drain(2.0)
-                return False, True
-            if task_id in self.interrupts:  # stop signal to its group, grace, SIGKILL
-                child.stop_blocking(self.spec.stop_signal, self.spec.stop_grace)
-                pipes.drain(2.0)
-                return False, False
-            if deadline is not None and clock() >= deadline:
-                child.stop_blocking(self.spec.stop_signal, self.spec.stop_grace)
-                pipes.drain(2.0)
-                return True, False
-            if child.poll() is not None:
-                exited_at = exited_at if exited_at is not None else clock()
-                if clock() - exited_at >= POLL_SLICE:
-                    # The agent exited but something still holds its pipes open: a
-                    # grandchild, maybe one that left the process group (setsid), so
-                    # a group signal is not enough. kill_tree also finds it by its tag.
-                    child.kill_tree(timeout=2.0)
-                    pipes.drain(2.0)
 
     @staticmethod
     def _kill_leftovers(child: Child) -> None:
