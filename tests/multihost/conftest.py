@@ -16,7 +16,7 @@ import pytest
 
 from .bed import FILESYSTEMS, HOSTS, Bed, BedUnavailable, preflight
 
-FUSE_CLIENTS = ("glusterfs", "sshfs", "ssh")  # the mounts' own processes survive a clean-up
+FUSE_CLIENTS = ("glusterfs", "sshfs", "ssh", "juicefs", "rclone", "smbnetfs")  # the mounts' own processes survive a clean-up
 
 
 @pytest.fixture(scope="session")
