@@ -78,6 +78,13 @@ def share_root(bed: Bed, fs: str) -> str:
     return os.path.join(mnt, bed_module(bed).SERVER_ADDR, SMB_SHARE) if fs == SMBNETFS else mnt
 
 
+def server_folder(bed: Bed, fs: str, name: str) -> str:
+    """Folder `name` of `fs`'s share on the file server's own disk (rclone, smbnetfs)."""
+    if fs == RCLONE:
+        return os.path.join(bed.export, RCLONE, name)
+    return str(bed.root / "samba" / "share" / name)
+
+
 def bed_module(bed: Bed):
     """bed.py's module, whatever its name (`__main__` when run as a script): its
     constants and its BedUnavailable, without a circular import."""
