@@ -51,6 +51,9 @@ COVERS = {
         "FAILS - issue 17 defect 5: the link() loser gets EPERM, create() falls back to a "
         "rename over the first task, and both submits succeed",
     "test_two_submits_of_one_id_place_one_task[gluster]": "issue 17 defect 5; passes (EEXIST)",
+    "test_two_submits_of_one_id_place_one_task[juicefs]": "defect 5 on JuiceFS; passes "
+                                                            "(EEXIST; 0 of 300 both won)",
+    "test_primitive_races[juicefs]": "soak run only; passes (0 of 300 double successes)",
     "test_listing_and_events_across_hosts": "issue 13, measurement: listing staleness, "
                                             "flock and inotify across clients; passes",
     "test_listing_on_sshfs_with_its_default_caches": "issue 13, measurement (soak run "
@@ -118,6 +121,7 @@ def test_holder_and_reaper_never_both_move_a_task(probe: tuple, fs: str) -> None
         f"({row['two_copies']} tasks left in two folders, {row['no_copy']} in none) on {fs}")
 
 
+@pytest.mark.parametrize("fs", ["gluster", "sshfs", "juicefs"])  # JuiceFS by default too
 def test_two_submits_of_one_id_place_one_task(probe: tuple, fs: str) -> None:
     """Alpha and beta submit a task with the same id at one instant: one submit must be
     refused ("already exists"), and the task placed is the winner's."""
