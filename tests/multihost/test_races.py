@@ -126,7 +126,9 @@ def test_two_submits_of_one_id_place_one_task(probe: tuple, fs: str) -> None:
     """Alpha and beta submit a task with the same id at one instant: one submit must be
     refused ("already exists"), and the task placed is the winner's."""
     a, b, judge = probe
-    row = race_probe.race(a, b, judge, "submit", min(rounds_for(fs), 300), fs).row()
+    # 100 on JuiceFS by default (its 300 and 1,000 are in docs/HOSTS-testbed.md).
+    rounds = 100 if fs == "juicefs" and "MULTIHOST_RACES" not in os.environ else 300
+    row = race_probe.race(a, b, judge, "submit", min(rounds_for(fs), rounds), fs).row()
     print("\n" + race_probe.format_table([row]))
     report(row)
     assert row["double"] == 0, (
