@@ -106,6 +106,11 @@ COVERS = {
     "test_a_partitioned_host_returns_without_duplicates[gluster-lease6]": "FAILS - defect 1 first",
     "test_a_partitioned_host_returns_without_duplicates[sshfs-lease6]": "issue 13 (soak run only): "
         "FAILS - defect 3 first: beta requeues alpha's tasks every second, ~30 runs each",
+    "test_two_hosts_share_a_burst[juicefs]": "issue 13 on JuiceFS (default run); passes",
+    "test_a_dead_hosts_claims_are_taken_over[juicefs-lease6]": "defect 4 on JuiceFS "
+        "(default run); passes",
+    "test_three_hosts_share_two_thousand_tasks[juicefs]": "soak, JuiceFS",
+    "test_a_partitioned_host_returns_without_duplicates[juicefs-lease6]": "soak, JuiceFS",
     "test_three_hosts_share_two_thousand_tasks[gluster]": "soak: FAILS - defect 1 first",
     "test_three_hosts_share_two_thousand_tasks[sshfs]": "soak: FAILS - defect 3 (94 of "
         "2,000 ran twice)",
