@@ -106,6 +106,11 @@ COVERS = {
     "test_a_partitioned_host_returns_without_duplicates[gluster-lease6]": "FAILS - defect 1 first",
     "test_a_partitioned_host_returns_without_duplicates[sshfs-lease6]": "issue 13 (soak run only): "
         "FAILS - defect 3 first: beta requeues alpha's tasks every second, ~30 runs each",
+    "test_two_hosts_share_a_burst[juicefs]": "issue 13 on JuiceFS (default run); passes",
+    "test_a_dead_hosts_claims_are_taken_over[juicefs-lease6]": "defect 4 on JuiceFS "
+        "(default run); passes",
+    "test_three_hosts_share_two_thousand_tasks[juicefs]": "soak, JuiceFS",
+    "test_a_partitioned_host_returns_without_duplicates[juicefs-lease6]": "soak, JuiceFS",
     "test_three_hosts_share_two_thousand_tasks[gluster]": "soak: FAILS - defect 1 first",
     "test_three_hosts_share_two_thousand_tasks[sshfs]": "soak: FAILS - defect 3 (94 of "
         "2,000 ran twice)",
@@ -295,7 +300,8 @@ def test_a_daemon_with_the_same_pid_leaves_other_hosts_tasks_alone(bed: Bed, fs:
 
 # -- defect 4: a dead host's claims --------------------------------------------------------------
 @LEASES
-@pytest.mark.parametrize("fs_name", ["gluster", pytest.param("sshfs", marks=pytest.mark.soak)])
+@pytest.mark.parametrize("fs_name", ["gluster", pytest.param("sshfs", marks=pytest.mark.soak),
+                                     "juicefs"])
 def test_a_dead_hosts_claims_are_taken_over(bed: Bed, fs_name: str, lease: float | None) -> None:
     """Alpha holds three long tasks when its daemon (pid 1 of its container) is SIGKILLed.
     Beta's daemon must take them over and finish them within lease + poll + run time."""
@@ -401,14 +407,16 @@ def burst(bed: Bed, fs: str, hosts: tuple[str, ...], count: int) -> None:
     assert share >= 0.5 / len(hosts), f"work badly spread: {per_host}"
 
 
+@pytest.mark.parametrize("fs", ["gluster", "sshfs", "juicefs"])
 def test_two_hosts_share_a_burst(bed: Bed, fs: str) -> None:
     """BURST (300) tasks dropped at once on two hosts' daemons: each done exactly once,
     none in two folders, no late result, and each host runs at least a quarter."""
+    need(bed, fs)
     burst(bed, fs, ("alpha", "beta"), BURST)
 
 
 @pytest.mark.soak
-@pytest.mark.parametrize("fs_name", ["gluster", "sshfs"])
+@pytest.mark.parametrize("fs_name", ["gluster", "sshfs", "juicefs"])
 def test_three_hosts_share_two_thousand_tasks(bed: Bed, fs_name: str) -> None:
     """Issue 13's run: 2,000 tasks over three hosts."""
     need(bed, fs_name)
@@ -417,7 +425,8 @@ def test_three_hosts_share_two_thousand_tasks(bed: Bed, fs_name: str) -> None:
 
 # -- issue 13: a partition and its return ------------------------------------------------------------
 @LEASES
-@pytest.mark.parametrize("fs_name", ["gluster", pytest.param("sshfs", marks=pytest.mark.soak)])
+@pytest.mark.parametrize("fs_name", ["gluster", pytest.param("sshfs", marks=pytest.mark.soak),
+                                     pytest.param("juicefs", marks=pytest.mark.soak)])
 def test_a_partitioned_host_returns_without_duplicates(bed: Bed, fs_name: str,
                                                        lease: float | None) -> None:
     """Alpha holds two 8-second tasks when its link is cut for longer than the lease
