@@ -29,7 +29,7 @@ from .context import Context, log, log_limited
 from .dispatch import upkeep
 from .dispatch.dispatcher import dispatch
 from .dispatch.inbox_watch import InboxWatcher
-from .events import Finished, Hint, ReapNow, RestartInstance, Signal, SpawnFailed
+from .events import Finished, Hint, ReapNow, Replied, RestartInstance, Signal, SpawnFailed
 from .host_lease import HostLease
 from .manifest import Manifest
 from .status import DaemonLock, StatusPublisher, daemon_identity
@@ -93,6 +93,7 @@ class Daemon:
             Finished: lambda e: self.agents.on_finished(e),
             SpawnFailed: lambda e: self.agents.on_spawn_failed(e),
             RestartInstance: lambda e: self.agents.on_restart_instance(e),
+            Replied: lambda _: None,  # the turn's claim round gives the worker its next task
         }
 
     # -- life cycle ----------------------------------------------------------------

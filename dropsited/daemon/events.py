@@ -31,6 +31,14 @@ class Finished:
 
 
 @dataclass(frozen=True)
+class Replied:
+    """A worker process answered (or gave back) a task: it has room, claim for it now.
+    The task's `Finished` follows once its outcome is stored (agents/recorder.py)."""
+
+    agent: str
+
+
+@dataclass(frozen=True)
 class SpawnFailed:
     """An exec agent's command could not start for this task (given back, unused)."""
 
@@ -59,4 +67,4 @@ class Signal:
     signum: int
 
 
-Event = Hint | Finished | SpawnFailed | RestartInstance | ReapNow | Signal
+Event = Hint | Finished | Replied | SpawnFailed | RestartInstance | ReapNow | Signal
