@@ -10,7 +10,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from harness import agent, daemon_session, write_script
+from harness import agent, daemon_session, wait_until, write_script
 
 # A worker that reads `HOLD` task lines before answering any, writes the ids it holds to
 # held-<life>.json, then acts by `MODE` on its first life (later lives answer in order):
@@ -125,3 +125,29 @@ def test_prefetch_is_refused_outside_worker_mode(run_daemon, tmp_path):
     assert check.returncode != 0
     assert "agents[0].prefetch" in check.stdout + check.stderr
     assert "only applies to mode 'worker'" in check.stdout + check.stderr
+
+
+def test_a_kill_9_of_a_durable_daemon_mid_drain_loses_nothing(run_daemon, tmp_path):
+    """Group commit end to end: the daemon dies by SIGKILL while batches of a pipelined
+    worker's outcomes are being written; the next daemon's recovery finishes the rest,
+    and every task is done exactly once, its file a valid task."""
+    worker = Path(__file__).resolve().parents[2] / "bench" / "agents" / "json_worker.py"
+    d = run_daemon([agent("w", [sys.executable, str(worker)], mode="worker", prefetch=4,
+                          concurrency=2, start_seconds=0)], start=False)
+    d.args = [a for a in d.args if a != "--fast"]
+    ids = [d.drop(f"t{i}") for i in range(300)]
+    d.start()
+    wait_until(lambda: len(list((d.ws / "done").glob("*.json"))) >= 60, 30, "60 done",
+               daemon=d)
+    d.proc.kill()
+    d.proc.wait(timeout=10)
+    before = len(list((d.ws / "done").glob("*.json")))
+    assert before < 300, "the drain ended before the kill; nothing was tested"
+    d.start()
+    wait_until(lambda: len(list((d.ws / "done").glob("*.json"))) == 300, 60, "all done",
+               daemon=d)
+    for tid in ids:
+        assert d.folders_holding(tid) == ["done"], tid
+        assert d.ds.store.load(d.ws / "done" / f"{tid}.json").result == {}
+    assert not [p.name for p in (d.ws / "done").iterdir() if p.name.startswith(".")]
+    assert d.stop() == 0

@@ -19,7 +19,8 @@ from .agent_env import task_environ
 from .agent_group import AgentGroup
 from .exec_pipes import ExecPipes
 from .outcome import Kind, Outcome, from_exit
-from .settle import Settled, release, settle
+from .recorder import Recorder
+from .settle import Settled, release
 
 POLL_SLICE = 0.25  # how often a running task checks for timeout, drain kill and leftovers
 # Claim ahead only for agents whose last task ran shorter than this (seconds): the
@@ -68,6 +69,7 @@ class ExecAgent(AgentGroup):
         # that lowers concurrency, and tasks claimed ahead must not start extra ones.
         self._permits = threading.Condition()
         self._live = 0
+        self.recorder = Recorder(ctx, spec.name)
 
     def change_state(self, new: AgentState, why: str = "") -> None:
         check_transition(self.agent_state, new)
@@ -249,18 +251,18 @@ class ExecAgent(AgentGroup):
             self._give_permit()
 
     def _record(self, exited: _Exited) -> None:
-        """Move the task to where its outcome sends it, then tell the loop."""
+        """Hand the outcome to the recorder, which moves the task where it sends it (in
+        durable mode sharing one sync with the other slots' outcomes), then tells the loop."""
         task = exited.task
+        if exited.killed:
+            self.recorder.release(task, "daemon stopping")
+            return
         try:
-            if exited.killed:
-                settled, error = release(self.ctx.ds, task, "daemon stopping", self.name), ""
-            else:
-                outcome = self._outcome(exited)
-                settled, error = settle(self.ctx, task, outcome, self.name), outcome.error
+            outcome = self._outcome(exited)
         except Exception as exc:  # never let a slot thread die silently
             log.exception("%s: recording %s failed", self.name, task.id)
-            settled, error = Settled.ERROR, str(exc)
-        self.ctx.post(Finished(self.name, task.id, settled, error))
+            outcome = Outcome(Kind.FAIL, error=f"the daemon could not record this task: {exc}")
+        self.recorder.record(task, outcome)
 
     def _outcome(self, exited: _Exited) -> Outcome:
         limit = self.ctx.ds.store.max_task_bytes
@@ -376,6 +378,7 @@ class ExecAgent(AgentGroup):
     def close(self) -> None:
         for _ in range(self.slot_threads):
             self.queue.put(None)
+        self.recorder.close()
         super().close()
 
     def instances(self, now: float) -> list[dict]:
