@@ -21,6 +21,10 @@ the task already there. A crash between 2 and 3 leaves the task only as the temp
 file of a dead writer; `recover_temp_files` promotes it. A crash between 1 and 2
 leaves a temp file whose task still exists elsewhere; recovery deletes it.
 
+In durable mode a thread may hold `group_commit()`: its moves then do step 1 only
+and share one sync of their files and one fsync per destination folder when the batch
+is flushed (group_commit.py, which owns the details); the guarantee is unchanged.
+
 A claim is one rename of `inbox/<id>.json` into active/ under a name that
 encodes the holder (see holder.py), so it needs no content write at all.
 
