@@ -97,6 +97,7 @@ def dispatch_rate(base: Path, label: str, k: int, c: int, p: int, inbox_extra: i
     elif done_files:
         db.progress(f"  {done_files:,} files in done/: {fill_done(run.ws, done_files):.0f} s")
     fill_inbox(run.ws, WARM + k + inbox_extra)
+    os.sync()  # the fill's dirty pages written now, not during the timed window
     watcher = db.DoneWatcher(run.ws / "done")
     before = len(watcher.seen)
     start = at_start = None

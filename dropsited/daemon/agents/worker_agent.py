@@ -67,6 +67,7 @@ class WorkerAgent(LongLivedGroup):
 
     def __init__(self, spec, ctx) -> None:
         self.kill_requested = False
+        self.wake_posted = False  # a Replied is on its way to the loop (worker_pipeline.py)
         self.recorder = Recorder(ctx, spec.name)
         super().__init__(spec, ctx)
 
@@ -81,6 +82,7 @@ class WorkerAgent(LongLivedGroup):
         return self.procs[:self.spec.concurrency]
 
     def free_slots(self) -> int:
+        self.wake_posted = False  # first: a reply from now on posts a new Replied
         return sum(w.room() for w in self.wanted())
 
     def assign(self, task: Task) -> None:

@@ -208,8 +208,15 @@ class Pipeline:
 
     def _settle(self, task: Task, outcome: Outcome) -> None:
         self.group.recorder.record(task, outcome)
-        self.ctx.post(Replied(self.group.name))
+        self._wake()
 
     def _give_back(self, task: Task, reason: str) -> None:
         self.group.recorder.release(task, reason)
-        self.ctx.post(Replied(self.group.name))
+        self._wake()
+
+    def _wake(self) -> None:
+        """Tell the loop there is room; one Replied per claim round, not one per reply:
+        the flag is cleared by the loop's next `free_slots`, which sees this reply."""
+        if not self.group.wake_posted:
+            self.group.wake_posted = True
+            self.ctx.post(Replied(self.group.name))
