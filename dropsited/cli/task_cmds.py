@@ -8,11 +8,11 @@ from pathlib import Path
 
 import click
 
-from ..protocol import DropSite, TaskBuilder, TaskNotFound
+from ..protocol import DropSite, TaskBuilder, TaskNotFound, retention
 from ..protocol.names import check_agent_name, check_task_id, is_valid_task_id
 from ..protocol.store import TASK_FOLDERS
 from ..protocol.task import Task
-from . import wait_cmd
+from . import retention_cmds, wait_cmd
 from .common import (
     TASK_HEADERS,
     emit_json,
@@ -118,7 +118,7 @@ def _inbox(group: click.Group) -> None:
 
 def _list(group: click.Group) -> None:
     @workspace_command(group, "list")
-    @click.argument("folder", type=click.Choice(list(TASK_FOLDERS) + ["quarantine"]))
+    @click.argument("folder", type=click.Choice(list(TASK_FOLDERS) + ["quarantine", "archive"]))
     @click.option("--agent", default=None)
     @click.option("--tag", "tags", multiple=True)
     @json_option
@@ -129,10 +129,14 @@ def _list(group: click.Group) -> None:
         Example:
           dropsited list ./workspace done
           dropsited list ./workspace quarantine
+          dropsited list ./workspace archive      # what `dropsited archive` moved
         """
         ds = open_workspace(workspace)
         if folder == "quarantine":
             _print_quarantine(ds, as_json)
+            return
+        if folder == "archive":
+            _print_tasks(retention_cmds.archived_list(ds, agent, list(tags)), as_json, folder)
             return
         _print_tasks(ds.list_tasks(folder, agent=agent, tags=list(tags) or None), as_json, folder)
 
@@ -175,6 +179,12 @@ def _show(group: click.Group) -> None:
         if any(bad in task_id for bad in ("/", "\\", "..", "\x00")) or not task_id:
             check_task_id(task_id)  # raises InvalidName with the reason
         found = ds.locate(task_id) if is_valid_task_id(task_id) else None
+        archived = retention.find_archived(ds.store, task_id) if found is None else None
+        if archived is not None:  # moved by `dropsited archive` or `retention:`
+            where, task = archived
+            emit_json({"folder": where, "task": task.to_dict()}) if as_json else \
+                click.echo(render_task(ds, task, where))
+            return
         if found is None:
             record = next((r for r in ds.quarantined() if task_id in
                            (r.get("quarantined_as"), Path(str(r.get("file"))).name)), None)

@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..protocol import DropSite
 from .supervision.child import ChildProcess
@@ -45,10 +45,18 @@ class Context:
     # Outcomes the file system refused for now (disk full, a network mount gone):
     # task id -> (task, outcome, agent), written again by the loop (settle.py).
     parked: dict = field(default_factory=dict)
+    # The event hooks (hooks/sink.py's Hooks), None when the manifest has none or in
+    # unit tests: told of settled tasks and agent events, from any thread.
+    hooks: Any = None
 
     def post(self, event: Event) -> None:
         """Tell the loop (from any thread): one of the frozen values of events.py."""
         self.events.put(event)
+
+    def agent_event(self, kind: str, agent: str, **fields: Any) -> None:
+        """An agent's process went FATAL or is restarted: the hooks hear of it."""
+        if self.hooks is not None:
+            self.hooks.agent_event(kind, agent, fields)
 
     def watch_up(self) -> bool:
         """True while the death watch runs: exec agents may skip PDEATHSIG's exec."""

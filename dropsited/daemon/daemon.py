@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..protocol import DropSiteError
+from ..protocol.control import CONTROL
 from ..protocol.hosts import DEFAULT_LEASE
 from ..service.defaults import DEFAULT_DRAIN_GRACE
 from ..service.sdnotify import Notifier
@@ -26,12 +27,27 @@ from .agents.roster import Roster
 from .containment.containment import Containment
 from .containment.process_tree import DaemonMarker
 from .context import Context, log, log_limited
+from .control.controller import Controller
 from .dispatch import upkeep
 from .dispatch.dispatcher import dispatch
 from .dispatch.inbox_watch import InboxWatcher
-from .events import Finished, Hint, ReapNow, Replied, RestartInstance, Signal, SpawnFailed
+from .events import (
+    ControlRequest,
+    Finished,
+    Hint,
+    ProbeDone,
+    Ready,
+    ReapNow,
+    Replied,
+    RestartInstance,
+    Signal,
+    SpawnFailed,
+)
+from .hooks import Hooks
 from .host_lease import HostLease
 from .manifest import Manifest
+from .metrics_export import MetricsUnavailable
+from .operations import Operations
 from .status import DaemonLock, StatusPublisher, daemon_identity
 from .timers import Timers, jittered
 from .workspace_checks import modes, open_workspace, refused, warn_if_open, warn_if_polled
@@ -61,7 +77,7 @@ class Daemon:
                  grace: float = DEFAULT_DRAIN_GRACE, durable: bool = True,
                  notifier: Notifier | None = None, workspace_override: Path | None = None,
                  retry_base: float | None = None, corrupt_grace: float | None = None,
-                 lease: float = DEFAULT_LEASE) -> None:
+                 lease: float = DEFAULT_LEASE, metrics: str | None = None) -> None:
         self.manifest = manifest
         self.poll = poll
         self.grace = grace
@@ -84,16 +100,22 @@ class Daemon:
         self.status: StatusPublisher | None = None
         self.watcher: InboxWatcher | None = None
         self.timers: Timers | None = None
+        self.control: Controller | None = None
+        self.hooks: Hooks | None = None
         self.drain_deadline = 0.0
         self.stop_now = False
         self.state = DaemonState.STARTING
+        self.ops = Operations(self.ds, manifest, self.shared, metrics)  # schedules, metrics...
         # One handler per event type (events.py): the loop never unpacks a tuple.
         self.handlers: dict[type, Callable[[Any], None]] = {
             Hint: self._on_hint, Signal: self._on_signal, ReapNow: lambda _: self._reap(),
-            Finished: lambda e: self.agents.on_finished(e),
+            Finished: self._on_finished,
             SpawnFailed: lambda e: self.agents.on_spawn_failed(e),
             RestartInstance: lambda e: self.agents.on_restart_instance(e),
             Replied: lambda _: None,  # the turn's claim round gives the worker its next task
+            ControlRequest: lambda e: self.control.pick_up(e.name),
+            Ready: lambda e: self.agents.on_ready(e),
+            ProbeDone: lambda e: self.agents.on_probe(e),
         }
 
     # -- life cycle ----------------------------------------------------------------
@@ -103,8 +125,11 @@ class Daemon:
         try:
             self.lock.acquire()
             self.lease.start()
-        except DropSiteError as exc:
+            if (address := self.ops.serve()) is not None:
+                log.info("metrics on %s", address)
+        except (DropSiteError, MetricsUnavailable) as exc:
             log.error("%s", exc)
+            self.lease.stop()
             self.lock.release()
             return 1
         try:
@@ -123,8 +148,11 @@ class Daemon:
         self.ctx = ctx = Context(self.ds, marker)
         self.timers = Timers(ctx.clock)
         self.agents = Roster(ctx)
+        self.hooks = ctx.hooks = Hooks(self.manifest, ctx)  # store tells it of quarantines
+        self.ds.store.on_quarantine = self.hooks.quarantined
         self.containment = ctx.containment = Containment(
-            ws, marker, ctx.clock, ctx.spawn_lock, self.agents.held_pids)
+            ws, marker, ctx.clock, ctx.spawn_lock,
+            lambda: self.agents.held_pids() | self.hooks.pids())
         self.containment.start()  # before recovery: a previous daemon's agents are stopped
         for line in self.ds.recover():
             log.info("recovery: %s", line)
@@ -134,11 +162,18 @@ class Daemon:
             signal.signal(sig, lambda signum, _: ctx.post(Signal(signum)))  # acted on in the loop
         for spec in self.manifest.agents:
             self.agents.add(spec)
+        accepting = (DaemonState.STARTING, DaemonState.RUNNING)
+        self.control = Controller(ctx, self.agents, lambda: self.state in accepting,
+                                  lambda: self._publish(force=True))
+        self.control.start()
         if self.poll is None:
             self.watcher = InboxWatcher(ws / "inbox", lambda name: ctx.post(Hint(name)))
+            self.watcher.also_watch(self.ds.store.path(CONTROL),
+                                    lambda name: ctx.post(ControlRequest(name)))
             self.watcher.start()
         self.ds.sweep_inbox()
         self.state = DaemonState.RUNNING
+        self.ops.start(self.agents.current.values(), ctx.clock())
         self._publish(force=True)
         if self.shared:
             self.lease.renew()  # the host record shows the agents from the start
@@ -173,8 +208,10 @@ class Daemon:
                 event = None
         now = self.ctx.clock()
         self.agents.tick(now)
+        self.control.tick(now)
         self._periodic(now)
         if self.state is DaemonState.RUNNING:
+            self.ops.tick()  # before dispatch: a scheduled task due now goes out this turn
             if self.lease.healthy():  # else other hosts may soon take our claims
                 self._dispatch()
             return False
@@ -191,6 +228,8 @@ class Daemon:
         ready_at = self.ds.inbox_index().next_ready_time()
         if ready_at is not None:
             wait = min(wait, max(0.01, ready_at - time.time()))
+        if (slot := self.ops.wakeup()) is not None:
+            wait = min(wait, max(0.01, slot))
         interval = self.notifier.watchdog_interval()
         return min(wait, interval) if interval else wait
 
@@ -200,15 +239,18 @@ class Daemon:
         if due("rescan", jittered(rescan) if self.shared else rescan):
             for line in self.ds.sweep_inbox():
                 log.warning("quarantined %s", line)
+            self.control.scan()  # with --poll, a request waits at most one poll
         if due("reap", REAP_INTERVAL):
             self._reap()
         if due("temps", TEMP_SWEEP_INTERVAL):
             upkeep.sweep_temp_files(self.ds, full=due("temps_all", TEMP_SWEEP_ALL_INTERVAL))
+            self.control.sweep(time.time())
         self.containment.tick()
         if due("memory", MEMORY_INTERVAL):
             self.agents.check_memory()
+        self.ops.periodic(due, self.agents.current.values(), now)
         if due("publish", PUBLISH_INTERVAL):  # at most once a second, not per task
-            self._publish(force=due("status", STATUS_INTERVAL))
+            self._publish(force=due("status", STATUS_INTERVAL) or self.hooks.changed())
         self.notifier.maybe_ping(now)
         self.agents.tidy()
 
@@ -218,6 +260,13 @@ class Daemon:
             self.ds.sweep_inbox()
         else:
             self.ds.inbox_index().observe(event.name)
+
+    def _on_finished(self, event: Finished) -> None:
+        group = self.agents.owner(event.agent, event.task_id)
+        task = group.running.get(event.task_id) if group is not None else None
+        if group is not None:
+            self.ops.task_finished(event, task)
+        self.agents.on_finished(event)
 
     def _on_signal(self, event: Signal) -> None:
         if event.signum == signal.SIGCHLD:
@@ -242,7 +291,9 @@ class Daemon:
         if new is not None:
             for change, name, spec in reload.plan(self.agents.specs(), new.agents):
                 self.agents.change(change, name, spec)
+            self.hooks.configure(new)
             self.manifest = new
+            self.ops.reload(new)
         self.notifier.ready()
         if new is not None:
             self._publish(force=True)
@@ -272,30 +323,22 @@ class Daemon:
             self.lock.release()
             return
         self.agents.kill_now()
-        self._wait_for_runners(5.0)
+        self.ops.stop_background()
+        self.agents.wait_for_runners(self.ctx.events, 5.0, self._on_finished)
+        if self.hooks is not None:
+            self.hooks.close()  # queued events go out (2 s at most), then its processes die
         if self.containment is not None:
             self.containment.shutdown()
-        upkeep.record_parked(self.ctx)  # a last try at outcomes the file system refused
-        upkeep.release_own_tasks(self.ds, "daemon stopped")
+        upkeep.at_shutdown(self.ctx)
         if self.watcher is not None:
             self.watcher.stop()
         self.state = DaemonState.STOPPED
         self._publish(force=True)
+        self.ops.stop(self.agents.current.values(), self.ctx.clock())
         self.agents.close()
         self.lease.stop()
         self.lock.release()
         log.info("dropsited stopped")
-
-    def _wait_for_runners(self, limit: float) -> None:
-        """Let slot and I/O threads record their tasks' ends, for at most `limit` s."""
-        deadline = time.monotonic() + limit
-        while time.monotonic() < deadline and any(g.running for g in self.agents.all()):
-            try:
-                event = self.ctx.events.get(timeout=0.05)
-            except queue.Empty:
-                continue
-            if type(event) is Finished:  # only the tasks' ends matter now
-                self.agents.on_finished(event)
 
     def _publish(self, force: bool = False) -> None:
         if self.status is None:  # stopped before it started
@@ -303,5 +346,6 @@ class Daemon:
         self.status.publish(self.agents.all(), self.ctx.clock(), force)
         if force:
             self.status.publish_daemon(self.state.value, self.agents.current,
-                                       self.containment.watch_pid())
+                                       self.containment.watch_pid(),
+                                       hooks=self.hooks.stats() if self.hooks else None)
 

@@ -61,10 +61,41 @@ class ReapNow:
 
 
 @dataclass(frozen=True)
+class ControlRequest:
+    """The control folder changed (`name`, a request file maybe); None asks for a rescan."""
+
+    name: str | None
+
+
+@dataclass(frozen=True)
 class Signal:
     """A signal the daemon received; acted on in the loop, never in the handler."""
 
     signum: int
 
 
-Event = Hint | Finished | Replied | SpawnFailed | RestartInstance | ReapNow | Signal
+@dataclass(frozen=True)
+class Ready:
+    """A worker printed its `{"ready": true}` line (`pid`: that process, so a line of
+    a process since replaced is ignored)."""
+
+    agent: str
+    index: int
+    pid: int
+
+
+@dataclass(frozen=True)
+class ProbeDone:
+    """A ready or health check run ended (`kind`: "ready" or "health"); `index` -1 and
+    `pid` 0 for an exec agent's ready check, which checks the agent, not a process."""
+
+    agent: str
+    index: int
+    pid: int
+    kind: str
+    ok: bool
+    detail: str = ""
+
+
+Event = (Hint | Finished | Replied | SpawnFailed | RestartInstance | ReapNow | Signal | ControlRequest
+         | Ready | ProbeDone)

@@ -161,7 +161,7 @@ class StatusPublisher:
             log_limited("publish", f"cannot write status records: {exc}")
 
     def publish_daemon(self, state: str, groups: Mapping[str, AgentGroup],
-                       watch_pid: int | None) -> None:
+                       watch_pid: int | None, hooks: dict | None = None) -> None:
         try:
             counts = self.ds.stats()
             up = sum(1 for g in groups.values() if g.state(0) in (AgentState.RUNNING,
@@ -170,6 +170,8 @@ class StatusPublisher:
             record = {**self.identity, "state": state, "workspace": str(self.ds.workspace),
                       "agents": sorted(groups), "queues": counts, "status": summary,
                       "death_watch_pid": watch_pid}
+            if hooks is not None and hooks["hooks"]:
+                record["hooks"] = hooks  # counters of the event hooks (docs/HOOKS.md)
             self.host_status = record
             if not self.ds.store.shared:
                 write_daemon_record(self.ds, record)

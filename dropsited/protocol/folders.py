@@ -46,6 +46,7 @@ TASK_FOLDERS = ("inbox", "active", "done", "failed", "blocked", "feedback")
 META_FOLDERS = ("agents",)
 QUARANTINE = "quarantine"
 STATE_DIR = ".dropsited"
+CONTROL_DIR = f"{STATE_DIR}/control"  # control requests to the daemon (control.py)
 AGENT_LOGS = "agents/logs"  # where the daemon keeps agents' logs unless a manifest says
 MAX_RECORD_BYTES = 1 << 20  # agent and status records, quarantine reasons
 T = TypeVar("T")
@@ -190,7 +191,8 @@ class WorkspaceFolders:
         """Why this workspace is unsafe to serve, one line each: folders that are links
         or not directories, and (with `owners`) folders owned by anyone else."""
         problems = []
-        for folder in (*TASK_FOLDERS, *META_FOLDERS, AGENT_LOGS, QUARANTINE, STATE_DIR):
+        for folder in (*TASK_FOLDERS, *META_FOLDERS, AGENT_LOGS, QUARANTINE, STATE_DIR,
+                       CONTROL_DIR):
             parent, _, name = folder.rpartition("/")
             try:
                 info = os.lstat(name, dir_fd=self.fd(parent) if parent else self.root_fd())

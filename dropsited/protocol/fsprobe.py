@@ -6,6 +6,10 @@ second unlink of one file; rclone mounts answer link() with EIO and have no
 RENAME_NOREPLACE. dropsited's commit points rely on those answers, so the daemon runs
 these checks at start and refuses a workspace that fails one, with a one-line error
 naming the check and docs/HOSTS.md's list of supported file systems.
+
+A few file systems pass every check made from one host and still cannot give it across
+hosts; they are refused by their mount type (KNOWN_UNSAFE), with the reason measured on
+tests/multihost's bed.
 """
 
 from __future__ import annotations
@@ -25,14 +29,26 @@ from .fs import (
     write_file,
 )
 from .holder import SEP, this_host
+from .mounts import mount_of
 
 DOCS = "docs/HOSTS.md, 'Supported file systems'"
+# Mount types (mountinfo) refused whatever the checks find, and why.
+KNOWN_UNSAFE = {
+    # rclone's VFS keeps a directory cache (--dir-cache-time, 5 min): a folder or task
+    # another host made stays invisible, one it moved stays listed, and its
+    # RENAME_NOREPLACE is only the kernel's look at that cache, then a plain SFTP rename.
+    "fuse.rclone": "is an rclone mount, whose directory cache hides other hosts' changes "
+                   "for minutes and whose no-replace rename is a check and a rename",
+}
 
 
 def probe(store) -> list[str]:
     """What this workspace's file system does wrong, one line each (empty: all good).
 
     `store`: a TaskStore (its rename_noreplace is the one the moves use)."""
+    mount = mount_of(store.root)
+    if mount is not None and mount.fstype in KNOWN_UNSAFE:
+        return [f"{store.root}: the file system {KNOWN_UNSAFE[mount.fstype]} (see {DOCS})"]
     store.make_folder(STATE_DIR)
     scratch = f"{STATE_DIR}/probe{SEP}{this_host()}{SEP}{os.getpid()}"
     try:
@@ -43,16 +59,29 @@ def probe(store) -> list[str]:
     problems: list[str] = []
     try:
         for check in (_exclusive_create, _rename_once, _unlink_once, _no_replace, _append):
-            problem = check(store, fd)
+            problem = _run(check, store, fd)
             if problem:
                 problems.append(f"{store.root}: the file system {problem} (see {DOCS})")
     finally:
-        for entry in list(store.entries(scratch)):
-            unlink_quietly(entry.name, fd)
-        store.revalidate()
+        # A file system that failed a check may fail its clean-up too (smbnetfs answers
+        # EIO): the problems found are the answer, not the clean-up's error.
         with contextlib.suppress(OSError, DropSiteError):
+            for entry in list(store.entries(scratch)):
+                unlink_quietly(entry.name, fd)
+        with contextlib.suppress(OSError, DropSiteError):
+            store.revalidate()
             os.rmdir(scratch.rsplit("/", 1)[1], dir_fd=store.fd(STATE_DIR))
     return problems
+
+
+def _run(check, store, fd: int) -> str | None:
+    """One check; an error it did not expect is itself the problem (smbnetfs answers
+    EIO to a scratch file's open for append, chmod or stat)."""
+    try:
+        return check(store, fd)
+    except (OSError, DropSiteError) as exc:
+        what = check.__name__.strip("_").replace("_", " ")
+        return f"failed the {what} check: {getattr(exc, 'strerror', None) or exc}"
 
 
 def _exclusive_create(store, fd: int) -> str | None:

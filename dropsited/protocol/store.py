@@ -1,4 +1,5 @@
-"""The only module (with its repairs, store_repair.py) that creates, moves or removes task files.
+"""The only module (with its repairs, store_repair.py, and its archive moves, store_archive.py)
+that creates, moves or removes task files.
 
 Every move follows one pattern, chosen for crash safety and for ext4 speed:
 
@@ -38,7 +39,7 @@ import errno
 import os
 import stat
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,6 +71,7 @@ from .move_names import (
     tombstone_name,
 )
 from .names import is_valid_task_id
+from .store_archive import StoreArchive
 from .store_repair import LATE_RESULTS, StoreRepair
 from .task import Task, utcnow_iso
 
@@ -96,7 +98,7 @@ class Located:
         return self.path.name
 
 
-class TaskStore(StoreRepair, WorkspaceFolders):
+class TaskStore(StoreArchive, StoreRepair, WorkspaceFolders):
     """Task files of one workspace. The DropSite facade adds task semantics."""
 
     def __init__(self, root: Path, durable: bool = True,
@@ -108,6 +110,9 @@ class TaskStore(StoreRepair, WorkspaceFolders):
         # On a file system other hosts may share, a move commits by a rename (see above).
         self.shared = on_network(self.root) if shared is None else shared
         self._batches = threading.local()  # a thread's open group commit (group_commit.py)
+        # Told of each entry moved to quarantine/ (its .reason record), from any thread:
+        # the daemon's event hooks. It must return at once and never raise.
+        self.on_quarantine: Callable[[dict], None] | None = None
 
     def folder(self, name: str) -> Path:
         return self.root / name

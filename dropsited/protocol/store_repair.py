@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from . import json_rules
@@ -27,6 +28,8 @@ LATE_RESULTS = "late-results.jsonl"
 
 class StoreRepair:
     """Quarantine, late results and recovery, for TaskStore (see the module docstring)."""
+
+    on_quarantine: Callable[[dict], None] | None  # set by TaskStore.__init__
 
     # -- quarantine and late results --------------------------------------------
     def quarantine(self, folder: str, name: str, reason: str) -> Path | None:
@@ -65,6 +68,8 @@ class StoreRepair:
         # The file itself is safe in quarantine/; its reason is best effort.
         with contextlib.suppress(StorageError, InvalidTask):
             write_file(dest + ".reason", json_rules.dumps(record) + b"\n", self.durable, dir_fd=qfd)
+        if self.on_quarantine is not None:
+            self.on_quarantine(record)
         return self.path(QUARANTINE, dest)
 
     def quarantined(self) -> list[dict]:

@@ -110,7 +110,7 @@ def _start_observer(root: Path, folders: tuple[str, ...], saw: Callable[[str | N
     # watchdog logs an error when its reader thread races our stop(); a command line
     # tool without logging set up would print it. Programs that log still see it.
     logging.getLogger("watchdog").addHandler(_QUIET)
-    _deliver_moves_at_once()
+    deliver_moves_at_once()
 
     class Handler(FileSystemEventHandler):
         def on_any_event(self, event) -> None:  # noqa: ANN001 (watchdog's event types)
@@ -129,15 +129,16 @@ def _start_observer(root: Path, folders: tuple[str, ...], saw: Callable[[str | N
     return observer
 
 
-def _deliver_moves_at_once() -> None:
+def deliver_moves_at_once() -> None:
     """Stop watchdog from holding a rename's first half for 0.5 s.
 
     Every move ends with `rename(.<id>~...tmp, <id>.json)` inside the destination
     folder. watchdog delays each IN_MOVED_FROM, hoping to pair it with its
     IN_MOVED_TO, and a reader that picked up the first half sleeps the whole
     0.5 s even when the second half arrives a microsecond later: one wait in
-    thirty took half a second. We need names, not paired moves. (The daemon's
-    inbox watch does the same; the protocol core cannot import the daemon.)
+    thirty took half a second. We need names, not paired moves. The daemon's
+    inbox watch calls this too: each claim renames a task out of inbox/, and a task
+    dropped within half a second of a claim waited behind it.
     """
     for module, cls in (("watchdog.observers.inotify_move_event_grouper", "InotifyMoveEventGrouper"),
                         ("watchdog.observers.inotify_buffer", "InotifyBuffer")):

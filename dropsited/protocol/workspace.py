@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from .agents import AgentRegistry
+from .at_rest import AtRestMoves
 from .dispatch import InboxDispatcher
 from .errors import (
     ClaimLost,
     DropSiteError,
     InvalidArgument,
     NotAWorkspace,
-    TaskNotFound,
 )
 from .holder import Holder, process_start, this_host
 from .hosts import HostRegistry, HostView
@@ -42,12 +42,12 @@ from .store import (
     UnsafeWorkspace,
 )
 from .task import Task, utcnow_iso
-from .workspace_args import by_entry, need_task, need_text, rollback, tag_set
+from .workspace_args import need_task, need_text, rollback, tag_set
 
 DEFAULT_GRACE = 30.0
 
 
-class DropSite:
+class DropSite(AtRestMoves):
     """A workspace: seven folders of JSON task files.
 
     `durable=True` fsyncs every file and folder a task is written to;
@@ -291,43 +291,6 @@ class DropSite:
         task.holder = None
         return dest
 
-    # -- moving tasks at rest ---------------------------------------------------
-    # `by`: the person who did it, recorded in the history entry (a review page or an
-    # MCP client acts for someone); 0.1.0's signatures, without it, still work.
-    def respond_feedback(self, task_id: str, response: Any, by: str | None = None) -> Task:
-        """feedback/ -> inbox/ with the answer in context["_feedback_response"]."""
-        task, where = self._load_from("feedback", task_id)
-        task.context["_feedback_response"] = response
-        task.log("inbox", feedback_received=True, **by_entry(by))
-        return self._move_at_rest(where, task)
-
-    def unblock(self, task_id: str, note: str | None = None, by: str | None = None) -> Task:
-        task, where = self._load_from("blocked", task_id)
-        task.log("inbox", unblocked=True, **by_entry(by), **({"note": str(note)} if note else {}))
-        return self._move_at_rest(where, task)
-
-    def retry(self, task_id: str, by: str | None = None) -> Task:
-        """failed/ -> inbox/ with the attempt count reset, for a human who fixed the cause."""
-        task, where = self._load_from("failed", task_id)
-        task.retry_count = 0
-        task.log("inbox", retried=True, **by_entry(by))
-        return self._move_at_rest(where, task)
-
-    def _move_at_rest(self, where: tuple[str, str], task: Task) -> Task:
-        self.store.move(where, "inbox", task, held=False)  # TaskNotFound if moved meanwhile
-        self.dispatcher.note(task.id)
-        return task
-
-    def _load_from(self, folder: str, task_id: str) -> tuple[Task, tuple[str, str]]:
-        check_task_id(task_id)
-        name = f"{task_id}.json"
-        try:
-            return self.store.load_entry(folder, name), (folder, name)
-        except FileNotFoundError:
-            where = self.store.locate(task_id)
-            hint = f" (it is in {where.folder}/)" if where else ""
-            raise TaskNotFound(f"no task {task_id} in {folder}/{hint}") from None
-
     # -- reading ----------------------------------------------------------------
     def list_tasks(self, folder: str, agent: str | None = None,
                    tags: list[str] | None = None) -> list[Task]:
@@ -344,7 +307,17 @@ class DropSite:
             return None
 
     def locate(self, task_id: str) -> Located | None:
-        return self.store.locate(check_task_id(task_id))
+        """Where the task is now. A reader can look between two steps of a move (the
+        source committed, the new name not yet given; or the folders scanned in one
+        order while the task moves the other way), so a miss is looked again twice,
+        a few milliseconds apart, before it is believed."""
+        check_task_id(task_id)
+        for pause in (0.002, 0.02, None):
+            found = self.store.locate(task_id)
+            if found is not None or pause is None:
+                return found
+            time.sleep(pause)
+        return None
 
     def stats(self) -> dict[str, int]:
         """Task count per folder (0.1.0's six keys)."""

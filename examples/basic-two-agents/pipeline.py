@@ -97,7 +97,8 @@ def run(workspace: Path, topic: str, output_dir: Path, timeout: float = 30.0,
 
 def _wait_for_writer(ds: DropSite, research_id: str, deadline: float) -> Task:
     while time.monotonic() < deadline:
-        if ds.locate(research_id).folder == "failed":
+        found = ds.locate(research_id)  # None only if it vanished: handled as not failed
+        if found is not None and found.folder == "failed":
             raise RuntimeError(f"research failed: {ds.get_task(research_id).history[-1]}")
         for task in ds.list_tasks("done"):
             if task.parent_id == research_id:

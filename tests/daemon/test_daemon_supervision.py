@@ -99,12 +99,12 @@ def test_stop_kills_an_agent_that_ignores_sigterm_after_its_grace(run_daemon,
                             "#!/bin/bash\ntrap 'echo got TERM >&2' TERM\n"
                             "while true; do sleep 0.05; done\n")
     d = run_daemon([agent("stubborn", [str(stubborn)], mode="service", start_seconds="0.1s",
-                          stop_grace="0.8s")])
+                          stop_grace="2s")])
     pid = d.wait_agent("stubborn", lambda r: r["state"] == "RUNNING", what="RUNNING")["pids"][0]
     started = time.monotonic()
     assert d.stop() == 0, d.stderr()
     took = time.monotonic() - started
-    assert 0.7 <= took < 5.0, took
+    assert 1.9 <= took < 8.0, took  # the grace (2 s) then SIGKILL; a loaded machine is slow
     assert gone(pid)
     assert "got TERM" in d.log_text("stubborn")
 
@@ -146,5 +146,6 @@ def test_a_daemonized_grandchild_of_an_exec_agent_is_killed(run_daemon, tmp_path
     d.wait_in(d.drop(to="dz"), "done")
     leftover = read_pid(pidfile)
     wait_until(lambda: gone(leftover), 5, "leftover killed while the daemon runs")
-    assert "left behind by an agent" in d.stderr()
+    # The sweep logs after the kill: under load the line lands a moment after the pid is gone.
+    wait_until(lambda: "left behind by an agent" in d.stderr(), 5, "the kill logged")
     assert d.stop() == 0

@@ -80,8 +80,8 @@ def run_load(run_daemon, tmp_path: Path, seconds: float) -> dict:
     return figures
 
 
-def test_load_5s(run_daemon, tmp_path: Path) -> None:
-    run_load(run_daemon, tmp_path, 5.0)
+def test_load_3s(run_daemon, tmp_path: Path) -> None:
+    run_load(run_daemon, tmp_path, 3.0)
 
 
 @pytest.mark.soak

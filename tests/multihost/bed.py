@@ -56,11 +56,22 @@ from pathlib import Path
 
 import psutil
 
+if __package__:
+    from .extra_fs import EXTRA, JUICEFS, RCLONE, SMBNETFS, share_root
+    from .extra_fs import mount as mount_extra
+    from .extra_fs import start_server as start_extra
+else:  # `python tests/multihost/bed.py`
+    from extra_fs import EXTRA, JUICEFS, RCLONE, SMBNETFS, share_root
+    from extra_fs import mount as mount_extra
+    from extra_fs import start_server as start_extra
+
 REPO = Path(__file__).resolve().parents[2]
 NET = "198.18.0"  # RFC 2544 benchmarking range: reserved for test networks
 SERVER_ADDR = f"{NET}.1"
 VOLUME = "dsbed"
-FILESYSTEMS = ("gluster", "sshfs")  # what the tests run on
+FILESYSTEMS = ("gluster", "sshfs", JUICEFS)  # what the tests run on (supported ones)
+# Mounted too, for defect 6: file systems dropsited must refuse (extra_fs.py).
+REFUSED = (RCLONE, SMBNETFS)
 # sshfs with its default caches (a 20 s directory cache): mounted too, only to measure
 # what issue 13 saw ("listings stale for ~21 s on sshfs with default options").
 SSHFS_CACHED = "sshfs-cached"
@@ -264,7 +275,7 @@ class Bed:
     """The whole bed; `with Bed() as bed:` or `start()`/`close()`."""
 
     def __init__(self, hosts: Iterable[str] = HOSTS,
-                 filesystems: Iterable[str] = (*FILESYSTEMS, SSHFS_CACHED),
+                 filesystems: Iterable[str] = (*FILESYSTEMS, SSHFS_CACHED, *REFUSED),
                  root: Path | None = None) -> None:
         self.token = uuid.uuid4().hex[:6]
         self.root = Path(root or f"/tmp/{BED_PREFIX}-{self.token}")
@@ -307,7 +318,7 @@ class Bed:
     def workspace(self, fs: str, name: str) -> Workspace:
         """A fresh, empty folder `name` on `fs`, seen by every host."""
         self.require(fs)
-        path = os.path.join(self.mount_point(fs), f"{name}-{uuid.uuid4().hex[:6]}")
+        path = os.path.join(share_root(self, fs), f"{name}-{uuid.uuid4().hex[:6]}")
         view = self.view(OBSERVER, path)
         view.mkdir()
         return Workspace(fs, path, view)
@@ -336,7 +347,7 @@ class Bed:
         return self
 
     def _build(self) -> None:
-        for sub in ("mnt/gluster", "mnt/sshfs", f"mnt/{SSHFS_CACHED}", "export", "srv/glusterd",
+        for sub in (*(f"mnt/{fs}" for fs in self.wanted), "export", "srv/glusterd",
                     "srv/brick", "ssh"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         self._write_state()
@@ -348,7 +359,8 @@ class Bed:
             self.hosts[name] = self._make_host(name, f"{NET}.{11 + i}")
         self.setup_seconds["namespaces"] = time.monotonic() - t
         starters = {"gluster": self._start_gluster, "sshfs": self._start_sshd,
-                    SSHFS_CACHED: self._need_sshd}
+                    SSHFS_CACHED: self._need_sshd,
+                    **{fs: (lambda fs=fs: start_extra(self, fs)) for fs in EXTRA}}
         for fs in self.wanted:
             t = time.monotonic()
             try:
@@ -475,6 +487,11 @@ class Bed:
 
     def _mount(self, host: Host, fs: str) -> None:
         mnt = self.mount_point(fs)
+        if fs in EXTRA:
+            mount_extra(self, host, fs)
+            if fs not in host.mounted:
+                host.mounted.append(fs)
+            return
         if fs == "gluster":
             argv = ["mount", "-t", "glusterfs", "-o",
                     f"log-level=WARNING,log-file={host.dir / 'glusterfs.log'}",

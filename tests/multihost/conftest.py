@@ -16,13 +16,13 @@ import pytest
 
 from .bed import FILESYSTEMS, HOSTS, Bed, BedUnavailable, preflight
 
-FUSE_CLIENTS = ("glusterfs", "sshfs", "ssh")  # the mounts' own processes survive a clean-up
+FUSE_CLIENTS = ("glusterfs", "sshfs", "ssh", "juicefs", "rclone", "smbnetfs")  # the mounts' own processes survive a clean-up
 
 
 @pytest.fixture(scope="session")
 def bed() -> Iterator[Bed]:
-    """The bed: a GlusterFS volume and an sshfs export mounted in alpha, beta, gamma and
-    the observer, each host in its own namespaces; torn down at the end of the session."""
+    """The bed: a GlusterFS volume, an sshfs export and JuiceFS (plus the refused rclone
+    and smbnetfs mounts) in alpha, beta, gamma and the observer, each host in its own namespaces; torn down at the end of the session."""
     reason = preflight()
     if reason:
         pytest.skip(f"multi-host bed: {reason}")
@@ -36,7 +36,13 @@ def bed() -> Iterator[Bed]:
         made.close()
 
 
-@pytest.fixture(params=FILESYSTEMS)
+# JuiceFS only under -m soak for the tests that take `fs`; the most telling ones (a burst
+# over two hosts, a dead host's takeover, the same-id submit race) run it by default.
+FS_PARAMS = [pytest.param(name, marks=pytest.mark.soak) if name == "juicefs" else name
+             for name in FILESYSTEMS]
+
+
+@pytest.fixture(params=FS_PARAMS)
 def fs(request: pytest.FixtureRequest, bed: Bed) -> str:
     """Each shared filesystem of the bed in turn (skipped, saying why, if it did not mount)."""
     try:

@@ -38,6 +38,20 @@ from .helpers import (
 # The lease the fix for issue 13 is asked for ("default lease 15-30 s"), plus a poll and
 # the time to run the task again: the bound a dead host's tasks must be done within.
 TAKEOVER_BOUND = 35.0
+# The suite's default run uses a short lease (3x faster takeovers, same rules); the
+# default lease runs under -m soak.
+SHORT_LEASE = 6.0
+LEASES = pytest.mark.parametrize("lease", [SHORT_LEASE, pytest.param(None, marks=pytest.mark.soak)],
+                                 ids=["lease6", "default-lease"])
+
+
+def lease_args(lease: float | None) -> tuple[str, ...]:
+    return ("--lease", f"{lease:g}") if lease else ()
+
+
+def takeover_bound(lease: float | None) -> float:
+    """lease + poll + the run: TAKEOVER_BOUND for the default lease, scaled down for a short one."""
+    return TAKEOVER_BOUND if lease is None else TAKEOVER_BOUND - 30.0 + 2 * lease
 # Tests whose sshfs run adds little to the GlusterFS one (sshfs answers ENOENT where
 # GlusterFS says ESTALE, has no boot or event difference): sshfs only under -m soak,
 # so the whole suite stays under 10 minutes.
@@ -73,11 +87,11 @@ COVERS = {
     "test_a_daemon_with_the_same_pid_leaves_other_hosts_tasks_alone[sshfs]":
         "FAILS - issue 17 defect 3: beta (pid 1) requeues alpha's (pid 1) running task "
         "every second ('its outcome could not be recorded'): it ran 9 times in 30 s, and is still not done after 15 s",
-    "test_a_dead_hosts_claims_are_taken_over[gluster]":
+    "test_a_dead_hosts_claims_are_taken_over[gluster-lease6]":
         "FAILS - issue 17 defect 4 / issue 13 'a dead host strands its tasks': alpha's "
         "claims stay in active/ after its daemon is SIGKILLed (beta runs with another pid: "
         "with pid 1 on both, defect 3 requeues them and hides defect 4)",
-    "test_a_dead_hosts_claims_are_taken_over[sshfs]": "the same (soak run only): FAILS",
+    "test_a_dead_hosts_claims_are_taken_over[sshfs-lease6]": "the same (soak run only): FAILS",
     "test_a_rebooted_host_releases_its_claims_at_once[gluster]": "issue 13 (boot id); "
         "passes today: the restarted pid 1 has another start time, so the old claims read "
         "as a dead holder's",
@@ -89,9 +103,14 @@ COVERS = {
     "test_two_hosts_share_a_burst[gluster]": "FAILS - defect 1 first",
     "test_two_hosts_share_a_burst[sshfs]":
         "FAILS - issue 13 'work badly spread' and defect 3 (double runs)",
-    "test_a_partitioned_host_returns_without_duplicates[gluster]": "FAILS - defect 1 first",
-    "test_a_partitioned_host_returns_without_duplicates[sshfs]": "issue 13 (soak run only): "
+    "test_a_partitioned_host_returns_without_duplicates[gluster-lease6]": "FAILS - defect 1 first",
+    "test_a_partitioned_host_returns_without_duplicates[sshfs-lease6]": "issue 13 (soak run only): "
         "FAILS - defect 3 first: beta requeues alpha's tasks every second, ~30 runs each",
+    "test_two_hosts_share_a_burst[juicefs]": "issue 13 on JuiceFS (default run); passes",
+    "test_a_dead_hosts_claims_are_taken_over[juicefs-lease6]": "defect 4 on JuiceFS "
+        "(default run); passes",
+    "test_three_hosts_share_two_thousand_tasks[juicefs]": "soak, JuiceFS",
+    "test_a_partitioned_host_returns_without_duplicates[juicefs-lease6]": "soak, JuiceFS",
     "test_three_hosts_share_two_thousand_tasks[gluster]": "soak: FAILS - defect 1 first",
     "test_three_hosts_share_two_thousand_tasks[sshfs]": "soak: FAILS - defect 3 (94 of "
         "2,000 ran twice)",
@@ -280,15 +299,17 @@ def test_a_daemon_with_the_same_pid_leaves_other_hosts_tasks_alone(bed: Bed, fs:
 
 
 # -- defect 4: a dead host's claims --------------------------------------------------------------
-@pytest.mark.parametrize("fs_name", ["gluster", pytest.param("sshfs", marks=pytest.mark.soak)])
-def test_a_dead_hosts_claims_are_taken_over(bed: Bed, fs_name: str) -> None:
+@LEASES
+@pytest.mark.parametrize("fs_name", ["gluster", pytest.param("sshfs", marks=pytest.mark.soak),
+                                     "juicefs"])
+def test_a_dead_hosts_claims_are_taken_over(bed: Bed, fs_name: str, lease: float | None) -> None:
     """Alpha holds three long tasks when its daemon (pid 1 of its container) is SIGKILLed.
     Beta's daemon must take them over and finish them within lease + poll + run time."""
     need(bed, fs_name)
     ws = bed.workspace(fs_name, "dead")
     a = host_setup(bed, "alpha", ws, slow=300)
     b = host_setup(bed, "beta", ws, slow=1)
-    da = start(bed, a)
+    da = start(bed, a, *lease_args(lease))
     da_pid = da.pid_in_host()
     ds = dropper(ws)
     ids = {drop(ds, slow=True) for _ in range(3)}
@@ -298,10 +319,10 @@ def test_a_dead_hosts_claims_are_taken_over(bed: Bed, fs_name: str) -> None:
     # Beta starts after the kill: on GlusterFS a second daemon is refused while the first
     # lives (defect 1), and this test is about defect 4. And not as pid 1: with alpha's
     # pid, defect 3 would requeue alpha's claims as beta's own and hide defect 4.
-    db = start(bed, b, container=False)
+    db = start(bed, b, *lease_args(lease), container=False)
     assert db.pid_in_host() != da_pid
     try:
-        wait_until(lambda: ids <= done_ids(ws), TAKEOVER_BOUND, "alpha's tasks done by beta")
+        wait_until(lambda: ids <= done_ids(ws), takeover_bound(lease), "alpha's tasks done by beta")
     except AssertionError:
         raise AssertionError(
             f"{len(held_by(ws, 'alpha'))} of alpha's 3 claims still in active/ "
@@ -386,14 +407,16 @@ def burst(bed: Bed, fs: str, hosts: tuple[str, ...], count: int) -> None:
     assert share >= 0.5 / len(hosts), f"work badly spread: {per_host}"
 
 
+@pytest.mark.parametrize("fs", ["gluster", "sshfs", "juicefs"])
 def test_two_hosts_share_a_burst(bed: Bed, fs: str) -> None:
     """BURST (300) tasks dropped at once on two hosts' daemons: each done exactly once,
     none in two folders, no late result, and each host runs at least a quarter."""
+    need(bed, fs)
     burst(bed, fs, ("alpha", "beta"), BURST)
 
 
 @pytest.mark.soak
-@pytest.mark.parametrize("fs_name", ["gluster", "sshfs"])
+@pytest.mark.parametrize("fs_name", ["gluster", "sshfs", "juicefs"])
 def test_three_hosts_share_two_thousand_tasks(bed: Bed, fs_name: str) -> None:
     """Issue 13's run: 2,000 tasks over three hosts."""
     need(bed, fs_name)
@@ -401,21 +424,25 @@ def test_three_hosts_share_two_thousand_tasks(bed: Bed, fs_name: str) -> None:
 
 
 # -- issue 13: a partition and its return ------------------------------------------------------------
-@pytest.mark.parametrize("fs_name", ["gluster", pytest.param("sshfs", marks=pytest.mark.soak)])
-def test_a_partitioned_host_returns_without_duplicates(bed: Bed, fs_name: str) -> None:
-    """Alpha holds two 8-second tasks when its link is cut for 25 s; then it comes back.
+@LEASES
+@pytest.mark.parametrize("fs_name", ["gluster", pytest.param("sshfs", marks=pytest.mark.soak),
+                                     pytest.param("juicefs", marks=pytest.mark.soak)])
+def test_a_partitioned_host_returns_without_duplicates(bed: Bed, fs_name: str,
+                                                       lease: float | None) -> None:
+    """Alpha holds two 8-second tasks when its link is cut for longer than the lease
+    (25 s with the default lease, 2 leases + 1 s with a short one); then it comes back.
     Whoever finishes them: every task ends in done/, in one folder only, any second
     outcome is a late result, and both daemons are still running."""
     need(bed, fs_name)
     ws = bed.workspace(fs_name, "partition")
     a, b = two_hosts(bed, ws, slow=8)
-    da, db = start(bed, a), start(bed, b)
+    da, db = start(bed, a, *lease_args(lease)), start(bed, b, *lease_args(lease))
     ds = dropper(ws)
     ids = {drop(ds, to="slow-alpha", slow=True) for _ in range(2)}
     wait_until(lambda: held_by(ws, "alpha") == ids, 15, "alpha holding the two tasks")
     bed.cut("alpha")
     try:
-        time.sleep(25)
+        time.sleep(25 if lease is None else 2 * lease + 1)
     finally:
         bed.restore("alpha")
     try:

@@ -51,6 +51,9 @@ COVERS = {
         "FAILS - issue 17 defect 5: the link() loser gets EPERM, create() falls back to a "
         "rename over the first task, and both submits succeed",
     "test_two_submits_of_one_id_place_one_task[gluster]": "issue 17 defect 5; passes (EEXIST)",
+    "test_two_submits_of_one_id_place_one_task[juicefs]": "defect 5 on JuiceFS; passes "
+                                                            "(EEXIST; 0 of 300 both won)",
+    "test_primitive_races[juicefs]": "soak run only; passes (0 of 300 double successes)",
     "test_listing_and_events_across_hosts": "issue 13, measurement: listing staleness, "
                                             "flock and inotify across clients; passes",
     "test_listing_on_sshfs_with_its_default_caches": "issue 13, measurement (soak run "
@@ -118,11 +121,14 @@ def test_holder_and_reaper_never_both_move_a_task(probe: tuple, fs: str) -> None
         f"({row['two_copies']} tasks left in two folders, {row['no_copy']} in none) on {fs}")
 
 
+@pytest.mark.parametrize("fs", ["gluster", "sshfs", "juicefs"])  # JuiceFS by default too
 def test_two_submits_of_one_id_place_one_task(probe: tuple, fs: str) -> None:
     """Alpha and beta submit a task with the same id at one instant: one submit must be
     refused ("already exists"), and the task placed is the winner's."""
     a, b, judge = probe
-    row = race_probe.race(a, b, judge, "submit", min(rounds_for(fs), 300), fs).row()
+    # 100 on JuiceFS by default (its 300 and 1,000 are in docs/HOSTS-testbed.md).
+    rounds = 100 if fs == "juicefs" and "MULTIHOST_RACES" not in os.environ else 300
+    row = race_probe.race(a, b, judge, "submit", min(rounds_for(fs), rounds), fs).row()
     print("\n" + race_probe.format_table([row]))
     report(row)
     assert row["double"] == 0, (

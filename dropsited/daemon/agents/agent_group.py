@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import time
 
@@ -11,6 +12,7 @@ from ..manifest import AgentSpec
 from ..supervision.states import AgentState
 from .agent_env import agent_environ
 from .agent_log import LOG_FOLDER, RotatingLog, log_path
+from .interrupt import Interrupt
 from .settle import Settled
 
 
@@ -34,6 +36,11 @@ class AgentGroup:
         self.tasks_failed = 0
         self.last_error = ""
         self.started_wall = time.time()
+        # `dropsited stop`: who stopped it and when; it stays stopped (across reloads and
+        # scales) until `dropsited start`. `start_pending`: start once the stop is over.
+        self.stopped_by: dict | None = None
+        self.start_pending = False
+        self.waiting_for: tuple[str, ...] = ()  # `after:` agents not RUNNING yet (roster)
 
     @property
     def name(self) -> str:
@@ -111,6 +118,63 @@ class AgentGroup:
     def restart_instance(self, index: int) -> None:
         """Restart one process (a worker that did not answer within its timeout)."""
 
+    # -- control requests (dropsited stop/start/restart/scale/cancel) ---------------------
+    def stop_on_request(self, interrupt: Interrupt, hold: bool = True) -> list[str]:
+        """Stop every process (stop signal to its group, grace, SIGKILL); the tasks they
+        hold go back to inbox/. `hold`: it stays stopped until `start_on_request`.
+        Returns the ids of the tasks interrupted."""
+        if hold:
+            self.stopped_by = interrupt.by.record()
+        self.start_pending = False
+        return self._stop_processes(interrupt)
+
+    def start_on_request(self) -> None:
+        """Start what does not run (after a stop, EXITED or FATAL), at once or as soon as
+        a stop in progress is over."""
+        self.stopped_by = None
+        if self.stopping():
+            self.start_pending = True
+        else:
+            self._start_processes()
+
+    def restart_on_request(self, interrupt: Interrupt) -> list[str]:
+        """Stop, then start again (a stopped agent too, as supervisorctl does)."""
+        interrupted = self.stop_on_request(interrupt, hold=False)
+        self.start_on_request()
+        return interrupted
+
+    def scale(self, count: int) -> None:
+        """`count` processes (exec: tasks at once) until a reload changes this agent or the
+        daemon restarts; a stopped agent stays stopped."""
+        self.resize(dataclasses.replace(self.spec, concurrency=count))
+
+    def cancel(self, task_id: str, interrupt: Interrupt) -> bool:
+        """Stop the process running `task_id`, which then goes where `interrupt` says;
+        False when this kind of agent cannot (a service claims its tasks itself)."""
+        return False
+
+    def control_tick(self) -> None:
+        """Carry out a start that waited for a stop to end (every loop turn)."""
+        if self.start_pending and not self.stopping():
+            self.start_pending = False
+            if self.stopped_by is None:
+                self._start_processes()
+
+    def stopping(self) -> bool:
+        """True while a process of this agent is being stopped."""
+        return False
+
+    def _stop_processes(self, interrupt: Interrupt) -> list[str]:
+        return []
+
+    def _start_processes(self) -> None:
+        """Start what does not run; leave running processes alone."""
+    def on_ready(self, index: int, pid: int) -> None:
+        """Process `index` (pid `pid`) printed its ready line (a Ready event)."""
+
+    def on_probe(self, index: int, pid: int, kind: str, ok: bool, detail: str) -> None:
+        """A ready or health check of this agent ended (a ProbeDone event)."""
+
     # -- what it reports ------------------------------------------------------------------
     def held_pids(self) -> set[int]:
         return set()
@@ -147,6 +211,8 @@ class AgentGroup:
             "last_error": self.last_error or next(
                 (i["last_error"] for i in instances if i.get("last_error")), ""),
             "tags": self.tags, "log": str(self.log_file.path),
+            "stopped_by": self.stopped_by,
+            **({"waiting_for": list(self.waiting_for)} if self.waiting_for else {}),
         }
 
 

@@ -8,40 +8,28 @@ import random
 import signal
 import subprocess
 import threading
-from dataclasses import dataclass
 
 from ...protocol import Task
 from ..context import log
 from ..events import Finished, SpawnFailed
+from ..supervision.probes import launch_probe
+from ..supervision.readiness import StartVerdict
 from ..supervision.spawner import Child
 from ..supervision.states import AgentState, check_transition
 from .agent_env import task_environ
 from .agent_group import AgentGroup
-from .exec_pipes import ExecPipes
-from .outcome import Kind, Outcome, from_exit
+from .exec_ready import GATE_INDEX, ExecReadyGate
+from .exec_run import POLL_SLICE, Exited, Watch, communicate, outcome_of
+from .interrupt import Interrupt
+from .outcome import Kind, Outcome
 from .recorder import Recorder
 from .settle import Settled, release
 
-POLL_SLICE = 0.25  # how often a running task checks for timeout, drain kill and leftovers
 # Claim ahead only for agents whose last task ran shorter than this (seconds): the
 # round trip it saves is 1-3 ms, worth having for tasks of a few ms and nothing for
 # longer ones, which then keep at most `concurrency` tasks in active/.
 PREFETCH_BELOW = 0.05
 S = AgentState
-
-
-@dataclass(frozen=True)
-class _Exited:
-    """A task whose process has ended, with what the outcome needs."""
-
-    task: Task
-    returncode: int
-    out: bytes
-    err: bytes
-    timed_out: bool
-    killed: bool
-    out_total: int = 0  # bytes the agent wrote on stdout, kept or not
-    runner_error: str = ""  # the daemon failed to run it: a failed attempt, counted
 
 
 class ExecAgent(AgentGroup):
@@ -70,6 +58,11 @@ class ExecAgent(AgentGroup):
         self._permits = threading.Condition()
         self._live = 0
         self.recorder = Recorder(ctx, spec.name)
+        # task id -> Interrupt: a control request stops that task's process (set by the
+        # main thread, acted on and removed by the slot thread that runs the task).
+        self.interrupts: dict[str, Interrupt] = {}
+        self.gate: ExecReadyGate | None = None  # a round of `ready_check:` (exec_ready.py)
+        self.launch_probe = launch_probe  # a test hands in its own
 
     def change_state(self, new: AgentState, why: str = "") -> None:
         check_transition(self.agent_state, new)
@@ -79,18 +72,40 @@ class ExecAgent(AgentGroup):
 
     def start(self) -> None:
         self.change_state(S.STARTING)
-        self.change_state(S.RUNNING, "a process starts for each task")
+        if self.spec.ready_check is not None:
+            self.gate = ExecReadyGate(self, self.ctx.clock())
+        else:
+            self.change_state(S.RUNNING, "a process starts for each task")
 
     def tick(self, now: float) -> None:
-        if self.agent_state is S.BACKOFF and now >= self.paused_until:
+        if self.gate is not None and self.agent_state is S.STARTING:
+            self._gate_tick(now)
+        elif self.agent_state is S.BACKOFF and now >= self.paused_until:
             self.change_state(S.STARTING, "pause over: the next task tries again")
+            if self.spec.ready_check is not None:
+                self.gate = ExecReadyGate(self, now)
         elif self.agent_state is S.STARTING and self.spawn_failures == 0:
             self.change_state(S.RUNNING, "the command started")
         elif self.agent_state is S.STOPPING and not self.running:
             self.change_state(S.STOPPED)
 
+    def _gate_tick(self, now: float) -> None:
+        verdict = self.gate.tick(now)
+        if verdict is StartVerdict.UP:
+            self.gate, self.spawn_failures = None, 0
+            self.change_state(S.RUNNING, "ready check passed")
+        elif verdict is StartVerdict.TIMED_OUT:
+            detail = f": {self.gate.detail}" if self.gate.detail else ""
+            self.gate = None
+            self._failed_start(f"not ready within start_timeout "
+                               f"({self.spec.start_timeout:g}s){detail}")
+
+    def on_probe(self, index: int, pid: int, kind: str, ok: bool, detail: str) -> None:
+        if self.gate is not None and index == GATE_INDEX and kind == "ready":
+            self.gate.result(ok, detail)
+
     def free_slots(self) -> int:
-        if self._stalled():
+        if self._stalled() or self.agent_state is S.STOPPING:
             return 0
         return self.spec.concurrency - len(self.running)
 
@@ -106,14 +121,15 @@ class ExecAgent(AgentGroup):
         the same queue.
         """
         quick = self.recent_runtime is not None and self.recent_runtime < PREFETCH_BELOW
-        if not quick or self.ctx.draining or self._stalled():
+        if not quick or self.ctx.draining or self._stalled() or self.agent_state is S.STOPPING:
             return 0
         return 2 * self.spec.concurrency - len(self.running)
 
     def _stalled(self) -> bool:
         """No process may start now (read by slot threads too); a stopping agent still
         runs what it holds."""
-        return self.kill_requested or self.agent_state in (S.BACKOFF, S.FATAL, S.STOPPED)
+        return (self.kill_requested or self.gate is not None
+                or self.agent_state in (S.BACKOFF, S.FATAL, S.STOPPED))
 
     def assign(self, task: Task) -> None:
         """Hand `task` to a slot thread, which spawns the agent and waits for it.
@@ -131,7 +147,7 @@ class ExecAgent(AgentGroup):
 
     def _slot(self) -> None:
         """Run queued tasks one process at a time; record each after its successor started."""
-        exited: _Exited | None = None
+        exited: Exited | None = None
         while True:
             if exited is None:
                 task = self.queue.get()
@@ -179,7 +195,10 @@ class ExecAgent(AgentGroup):
         given back) when no process started."""
         child = None
         stopping = self.kill_requested or self.ctx.draining
-        if stopping or self._stalled():
+        interrupt = self.interrupts.pop(task.id, None)
+        if interrupt is not None:  # stopped or cancelled before its process started
+            self.ctx.post(Finished(self.name, task.id, interrupt.settle(self.ctx, task, self.name)))
+        elif stopping or self._stalled():
             # claimed ahead of its turn, and the daemon is stopping or the agent
             # cannot start: back, unused
             reason = "daemon stopping" if stopping else "agent paused after failed starts"
@@ -217,6 +236,11 @@ class ExecAgent(AgentGroup):
     def spawn_failed(self, task_id: str, message: str) -> None:
         """A command that cannot start is the agent's fault, not the task's: no attempt used."""
         self.finished(task_id, Settled.RELEASED)
+        self._failed_start(message)
+
+    def _failed_start(self, message: str) -> None:
+        """The command could not start, or the agent was not ready in time: BACKOFF, or
+        FATAL after give_up.failures in a row."""
         self.count_failure(message)
         log.error("%s: %s", self.name, message)
         self.spawn_failures += 1
@@ -224,6 +248,9 @@ class ExecAgent(AgentGroup):
             if self.spawn_failures >= max(1, self.spec.give_up.failures):
                 self.change_state(S.FATAL, f"{self.spawn_failures} failed starts")
                 log.error("%s: FATAL after %d failed starts", self.name, self.spawn_failures)
+                self.ctx.agent_event("fatal", self.name, instance=None,
+                                     reason=f"{self.spawn_failures} failed starts",
+                                     last_error=message, restarts=0, delay=0)
             else:
                 self.change_state(S.BACKOFF, "its command did not start")
         if self.agent_state is S.BACKOFF:  # failures that raced in lengthen the pause
@@ -231,92 +258,45 @@ class ExecAgent(AgentGroup):
             self.paused_until = self.ctx.clock() + delay
 
     # -- slot thread ---------------------------------------------------------------
-    def _wait(self, task: Task, child: Child) -> _Exited:
+    def _wait(self, task: Task, child: Child) -> Exited:
         """Wait for the process, its output going to the log as it comes. If the runner
         itself fails, the process is killed and the attempt fails with that reason: every
         per-task step ends in an outcome, and the permit always comes back."""
         try:
             data = task.to_json(indent=None) if self.spec.input == "stdin" else None
-            out, err, timed_out, killed, total = self._communicate(child, data)
+            out, err, timed_out, killed, total = communicate(
+                child, data, self.log_file, self.ctx.ds.store.max_task_bytes, Watch(
+                    self.spec, self.name, self.ctx.clock, lambda: self.kill_requested,
+                    lambda: task.id in self.interrupts))
             self._kill_leftovers(child)
             self.recent_runtime = child.ran_for()
-            return _Exited(task, child.returncode, out, err, timed_out, killed, total)
+            return Exited(task, child.returncode, out, err, timed_out, killed, total,
+                           interrupt=self.interrupts.pop(task.id, None))
         except Exception as exc:  # never let a slot thread die silently
             log.exception("%s: runner for %s failed", self.name, task.id)
             with contextlib.suppress(Exception):  # never a second run beside this one
                 child.kill_tree(timeout=2.0)
-            return _Exited(task, -1, b"", b"", False, False,
+            return Exited(task, -1, b"", b"", False, False,
                            runner_error=f"the daemon could not run this task: {exc}")
         finally:
             self._give_permit()
 
-    def _record(self, exited: _Exited) -> None:
+    def _record(self, exited: Exited) -> None:
         """Hand the outcome to the recorder, which moves the task where it sends it (in
         durable mode sharing one sync with the other slots' outcomes), then tells the loop."""
         task = exited.task
         if exited.killed:
             self.recorder.release(task, "daemon stopping")
             return
+        if exited.interrupt is not None:  # stopped or cancelled on request: by its Interrupt
+            self.recorder.interrupted(task, exited.interrupt)
+            return
         try:
-            outcome = self._outcome(exited)
+            outcome = outcome_of(exited, self.ctx.ds.store.max_task_bytes, self.spec.timeout)
         except Exception as exc:  # never let a slot thread die silently
             log.exception("%s: recording %s failed", self.name, task.id)
             outcome = Outcome(Kind.FAIL, error=f"the daemon could not record this task: {exc}")
         self.recorder.record(task, outcome)
-
-    def _outcome(self, exited: _Exited) -> Outcome:
-        limit = self.ctx.ds.store.max_task_bytes
-        if exited.runner_error:
-            return Outcome(Kind.FAIL, error=exited.runner_error, details={"reason": "runner"})
-        if exited.out_total > limit and exited.returncode == 0 and not exited.timed_out:
-            return Outcome(Kind.FAIL, error=f"result over the size limit: {exited.out_total} bytes "
-                           f"on stdout, at most {limit} are kept",
-                           details={"reason": "result_too_large", "stdout_bytes": exited.out_total})
-        return from_exit(exited.returncode, exited.out, exited.err, exited.timed_out,
-                         self.spec.timeout)
-
-    def _communicate(self, child: Child,
-                     data: bytes | None) -> tuple[bytes, bytes, bool, bool, int]:
-        """(stdout, stderr, timed_out, killed by the daemon's stop, stdout bytes) once the
-        process is over."""
-        pipes = ExecPipes(child, data, self.log_file, self.ctx.ds.store.max_task_bytes)
-        try:
-            timed_out, killed = self._supervise(child, pipes)
-        finally:
-            pipes.close()
-        return bytes(pipes.out), bytes(pipes.err), timed_out, killed, pipes.out_total
-
-    def _supervise(self, child: Child, pipes: ExecPipes) -> tuple[bool, bool]:
-        clock = self.ctx.clock
-        deadline = None if self.spec.timeout is None else clock() + self.spec.timeout
-        exited_at: float | None = None  # when the agent exited while its pipes stayed open
-        while True:
-            wait = POLL_SLICE if deadline is None else max(0.0, min(POLL_SLICE, deadline - clock()))
-            if pipes.open:
-                pipes.pump(wait)
-            else:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    child.wait(timeout=wait)
-            if child.poll() is not None and not pipes.open:
-                # kill_now's SIGKILL may end the process before we look at the
-                # flag: a death by signal after it was set is the daemon's doing
-                return False, self.kill_requested and child.returncode < 0
-            if self.kill_requested:
-                child.kill_tree(timeout=2.0)
-                pipes.drain(2.0)
-                return False, True
-            if deadline is not None and clock() >= deadline:
-                child.stop_blocking(self.spec.stop_signal, self.spec.stop_grace)
-                pipes.drain(2.0)
-                return True, False
-            if child.poll() is not None:
-                exited_at = exited_at if exited_at is not None else clock()
-                if clock() - exited_at >= POLL_SLICE:
-                    # The agent exited but something still holds its pipes open: a
-                    # grandchild, maybe one that left the process group (setsid), so
-                    # a group signal is not enough. kill_tree also finds it by its tag.
-                    child.kill_tree(timeout=2.0)
-                    pipes.drain(2.0)
 
     @staticmethod
     def _kill_leftovers(child: Child) -> None:
@@ -325,6 +305,7 @@ class ExecAgent(AgentGroup):
     # -- main thread --------------------------------------------------------------
     def finished(self, task_id: str, settled: Settled, error: str = "") -> None:
         self.children.pop(task_id, None)
+        self.interrupts.pop(task_id, None)  # one that came after the task had ended
         super().finished(task_id, settled, error)
 
     def check_memory(self) -> None:
@@ -338,10 +319,17 @@ class ExecAgent(AgentGroup):
     def begin_stop(self) -> None:
         """Running tasks may finish (kill_now ends them when the grace runs out);
         tasks claimed ahead of a busy process go back to the inbox now, unused."""
+        self._enter_stop(resting=(S.BACKOFF,))
+        self._release_queued()
+
+    def _enter_stop(self, resting: tuple[AgentState, ...]) -> None:
+        """STOPPING while processes run; STOPPED at once from the `resting` states."""
         if self.agent_state in (S.RUNNING, S.STARTING):
             self.change_state(S.STOPPING)
-        elif self.agent_state is S.BACKOFF:
-            self.change_state(S.STOPPED, "stop requested during the pause")
+        elif self.agent_state in resting:
+            self.change_state(S.STOPPED, f"stop requested while {self.agent_state.name}")
+
+    def _release_queued(self) -> None:
         while True:
             try:
                 task = self.queue.get_nowait()
@@ -351,6 +339,30 @@ class ExecAgent(AgentGroup):
                 self.queue.put(None)
                 return
             self.finished(task.id, release(self.ctx.ds, task, "daemon stopping", self.name))
+
+    # -- control requests -------------------------------------------------------------
+    def _stop_processes(self, interrupt: Interrupt) -> list[str]:
+        """Every running task's process is stopped and its task given back; the agent is
+        STOPPED once they are all recorded (tick)."""
+        self._enter_stop(resting=(S.BACKOFF, S.FATAL))
+        interrupted = sorted(self.running)
+        for task_id in interrupted:
+            self.interrupts[task_id] = interrupt
+        return interrupted
+
+    def _start_processes(self) -> None:
+        if self.agent_state in (S.STOPPED, S.FATAL, S.BACKOFF):
+            self.spawn_failures = 0
+            self.change_state(S.STARTING, "start requested")
+
+    def stopping(self) -> bool:
+        return self.agent_state is S.STOPPING
+
+    def cancel(self, task_id: str, interrupt: Interrupt) -> bool:
+        if task_id not in self.running:
+            return False
+        self.interrupts[task_id] = interrupt
+        return True
 
     def kill_now(self) -> None:
         self.kill_requested = True

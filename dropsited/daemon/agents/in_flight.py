@@ -15,15 +15,18 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from ...protocol import Task
+from .soft_timeout import SoftTimeout
 
 
 @dataclass(frozen=True)
 class Sent:
-    """One task in flight: when its line went out and when it times out (None: never)."""
+    """One task in flight: when its line went out, when it times out (None: never) and
+    its soft timeout (the signal sent before that)."""
 
     task: Task
     sent_at: float
     deadline: float | None
+    soft: SoftTimeout
 
 
 class InFlight:
@@ -55,6 +58,11 @@ class InFlight:
     def ids(self) -> list[str]:
         with self._lock:
             return list(self._tasks)
+
+    def values(self) -> list[Sent]:
+        """What is in flight now, oldest first (a copy: the reader's soft timeouts)."""
+        with self._lock:
+            return list(self._tasks.values())
 
     def add(self, sent: Sent) -> None:
         """A queued task is about to be written: it is in flight from now on."""

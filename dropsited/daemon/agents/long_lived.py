@@ -4,8 +4,10 @@ shrink, watch for memory and stop."""
 from __future__ import annotations
 
 from ..context import log
+from ..supervision.states import AgentState
 from ..supervision.supervised import Supervised
 from .agent_group import AgentGroup
+from .interrupt import Interrupt
 
 
 class LongLivedGroup(AgentGroup):
@@ -45,7 +47,8 @@ class LongLivedGroup(AgentGroup):
         while len(self.procs) < spec.concurrency:
             proc = self._new(len(self.procs))
             self.procs.append(proc)
-            proc.start()
+            if self.stopped_by is None:  # a stopped agent stays stopped when scaled
+                proc.start()
         self.stop_surplus()
 
     def stop_surplus(self) -> None:
@@ -70,6 +73,37 @@ class LongLivedGroup(AgentGroup):
     def kill_now(self) -> None:
         for proc in self.procs:
             proc.kill_now()
+
+    # -- control requests ---------------------------------------------------------------
+    def _stop_processes(self, interrupt: Interrupt) -> list[str]:
+        interrupted = []
+        for proc in self.procs:
+            task_id = self._interrupt(proc, interrupt)
+            if task_id is not None:
+                interrupted.append(task_id)
+            proc.stop_on_request()
+        return interrupted
+
+    def _interrupt(self, proc: Supervised, interrupt: Interrupt) -> str | None:
+        """Tell `proc` what its current task becomes when it stops (workers hold one)."""
+        return None
+
+    def _start_processes(self) -> None:
+        for proc in self.procs[:self.spec.concurrency]:
+            proc.start_on_request()
+
+    def stopping(self) -> bool:
+        return any(p.state is AgentState.STOPPING for p in self.procs)
+
+    def on_ready(self, index: int, pid: int) -> None:
+        for proc in self.procs:
+            if proc.index == index:
+                proc.on_ready_line(pid)
+
+    def on_probe(self, index: int, pid: int, kind: str, ok: bool, detail: str) -> None:
+        for proc in self.procs:
+            if proc.index == index:
+                proc.on_probe(kind, pid, ok, detail)
 
     def held_pids(self) -> set[int]:
         return {p.child.pid for p in self.procs if p.child is not None and p.alive}

@@ -23,6 +23,7 @@ from ...protocol.group_commit import Failure
 from ...protocol.task import utcnow_iso
 from ..context import Context, log
 from ..events import Finished
+from .interrupt import Interrupt
 from .outcome import Kind, Outcome
 from .settle import Settled, release, settle
 
@@ -46,6 +47,11 @@ class Recorder:
     def release(self, task: Task, reason: str) -> None:
         """Give `task` back unused soon (a stop, a worker that ended before answering)."""
         self._queue.put((task, None, reason))
+
+    def interrupted(self, task: Task, interrupt: Interrupt) -> None:
+        """Record `task` where a control request's `interrupt` sends it (stop: back unused;
+        cancel: failed/ or inbox/), in order with this agent's other outcomes."""
+        self._queue.put((task, interrupt, ""))
 
     def close(self, timeout: float = 5.0) -> None:
         """Settle what is queued, then end the thread."""
@@ -93,9 +99,12 @@ class Recorder:
                 results[i] = self._after_failure(item, failure)
         return results
 
-    def _settle_one(self, task: Task, outcome: Outcome | None, reason: str) -> tuple[Settled, str]:
+    def _settle_one(self, task: Task, outcome: Outcome | Interrupt | None,
+                    reason: str) -> tuple[Settled, str]:
         if outcome is None:
             return release(self.ctx.ds, task, reason, self.agent), ""
+        if isinstance(outcome, Interrupt):
+            return outcome.settle(self.ctx, task, self.agent), ""
         try:
             return settle(self.ctx, task, outcome, self.agent), outcome.error
         except Exception as exc:

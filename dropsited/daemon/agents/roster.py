@@ -7,10 +7,15 @@ it holds, then is closed.
 
 from __future__ import annotations
 
+import queue
+import time
+from collections.abc import Callable
+
 from ..context import Context, log
-from ..events import Finished, RestartInstance, SpawnFailed
+from ..events import Finished, ProbeDone, Ready, RestartInstance, SpawnFailed
 from ..manifest import AgentSpec
 from ..reload import Change
+from ..supervision.states import AgentState
 from .agent_group import AgentGroup
 from .exec_agent import ExecAgent
 from .service_agent import ServiceAgent
@@ -25,6 +30,10 @@ class Roster:
         self.ctx = ctx
         self.current: dict[str, AgentGroup] = {}  # the manifest's, in its order
         self.retiring: list[AgentGroup] = []
+        # The manifest's definitions, which a reload compares: a `dropsited scale` changes
+        # a group's own spec only, so it holds until the manifest changes that agent.
+        self.manifest_specs: dict[str, AgentSpec] = {}
+        self.pending: dict[str, AgentGroup] = {}  # waiting for their `after:` agents
 
     def all(self) -> list[AgentGroup]:
         return list(self.current.values()) + self.retiring
@@ -45,8 +54,36 @@ class Roster:
 
     # -- every group at once (the loop's turns, the drain) -------------------------------
     def tick(self, now: float) -> None:
+        self.start_ready()
         for group in self.all():
             group.tick(now)
+        for group in self.current.values():  # a retiring group never starts again
+            group.control_tick()
+
+    def start_ready(self) -> None:
+        """Start each pending group once every agent its `after:` names is RUNNING (an
+        agent a reload removed no longer holds it back); none starts during a drain."""
+        if self.ctx.draining:
+            self.pending.clear()
+            return
+        for name, group in list(self.pending.items()):
+            if group.stopped_by is not None:  # stopped on request while it waited
+                del self.pending[name]
+                continue
+            waiting = [dep for dep in group.spec.after if dep in self.current
+                       and self.current[dep].state(0) is not AgentState.RUNNING]
+            group.waiting_for = tuple(waiting)
+            if not waiting and self.current.get(name) is group:
+                del self.pending[name]
+                log.info("%s: starting (after %s)", name, ", ".join(group.spec.after))
+                group.start()
+            elif self.current.get(name) is not group:
+                del self.pending[name]  # retired by a reload before it started
+
+    def _needed_by_running(self, name: str) -> bool:
+        """An agent that names `name` in `after:` still runs: `name` stops after it."""
+        return any(name in other.spec.after and not other.stopped()
+                   for other in self.current.values() if other.name != name)
 
     def check_memory(self) -> None:
         for group in self.all():
@@ -56,8 +93,12 @@ class Roster:
         return any(group.busy() for group in self.all())
 
     def begin_stop(self) -> None:
+        """Called on every turn of a drain: an agent stops once those started after it
+        (`after:`) have stopped, the reverse of the start order."""
+        self.pending.clear()
         for group in self.all():
-            group.begin_stop()
+            if not self._needed_by_running(group.name):
+                group.begin_stop()
 
     def kill_now(self) -> None:
         for group in self.all():
@@ -89,14 +130,39 @@ class Roster:
         if (group := self.current.get(event.agent)) is not None:
             group.restart_instance(event.index)
 
-    def specs(self) -> dict[str, AgentSpec]:
-        return {name: group.spec for name, group in self.current.items()}
+    def on_ready(self, event: Ready) -> None:
+        if (group := self.current.get(event.agent)) is not None:
+            group.on_ready(event.index, event.pid)
 
-    def add(self, spec: AgentSpec) -> None:
+    def on_probe(self, event: ProbeDone) -> None:
+        if (group := self.current.get(event.agent)) is not None:
+            group.on_probe(event.index, event.pid, event.kind, event.ok, event.detail)
+
+    def specs(self) -> dict[str, AgentSpec]:
+        return dict(self.manifest_specs)
+
+    def select(self, name: str) -> list[AgentGroup]:
+        """The group called `name`, or every current one for "all" (control requests);
+        KeyError for a name the manifest does not have."""
+        if name == "all":
+            return list(self.current.values())
+        return [self.current[name]]
+
+    def add(self, spec: AgentSpec, stopped_by: dict | None = None) -> None:
+        """Start a group, unless it was stopped on request (it stays so until started)."""
+        self.manifest_specs[spec.name] = spec
         self.current[spec.name] = group = GROUPS[spec.mode](spec, self.ctx)
-        group.start()
+        group.stopped_by = stopped_by
+        if stopped_by is not None:
+            return  # stopped on request: it stays so until `dropsited start`
+        if spec.after:
+            self.pending[spec.name] = group
+            self.start_ready()
+        else:
+            group.start()
 
     def retire(self, name: str) -> None:
+        self.manifest_specs.pop(name, None)
         group = self.current.pop(name)
         group.begin_stop()
         self.retiring.append(group)
@@ -117,11 +183,26 @@ class Roster:
         if change is Change.RESIZE:
             log.info("reload: %s concurrency %d -> %d", name, self.current[name].spec.concurrency,
                      spec.concurrency)
+            self.manifest_specs[name] = spec
             self.current[name].resize(spec)
             return
         why = " (definition changed)" if change is Change.RESTART else ""
         log.info("reload: %s agent %s%s", change.value, name, why)
+        stopped_by = self.current[name].stopped_by if name in self.current else None
         if change in (Change.REMOVE, Change.RESTART):
             self.retire(name)
         if change in (Change.ADD, Change.RESTART):
-            self.add(spec)
+            self.add(spec, stopped_by)
+
+    def wait_for_runners(self, events: queue.Queue, limit: float,
+                         on_finished: Callable[[Finished], None]) -> None:
+        """At shutdown: let slot and I/O threads record their tasks' ends (for at most
+        `limit` s); only those events matter now, the others are dropped."""
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline and any(g.running for g in self.all()):
+            try:
+                event = events.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            if type(event) is Finished:
+                on_finished(event)

@@ -54,6 +54,8 @@ def settle(ctx: Context, task: Task, outcome: Outcome, agent: str) -> Settled:
     settled = _settle(ctx.ds, task, outcome, agent)
     if settled is Settled.ERROR:
         ctx.parked[task.id] = (task, outcome, agent)
+    elif ctx.hooks is not None:
+        ctx.hooks.task_settled(task, settled, agent, outcome)
     return settled
 
 
@@ -65,6 +67,8 @@ def retry_parked(ctx: Context) -> list[tuple[str, Settled]]:
         if settled is not Settled.ERROR:
             del ctx.parked[task_id]
             done.append((task_id, settled))
+            if ctx.hooks is not None:
+                ctx.hooks.task_settled(task, settled, agent, outcome)
     return done
 
 

@@ -14,6 +14,7 @@ from ...protocol import Task
 from ..supervision.spawner import Child
 from ..supervision.states import AgentState
 from ..supervision.supervised import Supervised
+from .interrupt import Interrupt
 from .long_lived import LongLivedGroup
 from .recorder import Recorder
 from .worker_lines import OVERSIZE, LineReader, write_all
@@ -39,7 +40,10 @@ class WorkerInstance(Supervised):
 
     def room(self) -> int:
         """Tasks it may take now: up to `prefetch` at once, while it is up and wanted."""
-        if (self.state not in (AgentState.STARTING, AgentState.RUNNING) or self.pipeline is None
+        # With a ready signal a worker takes tasks once RUNNING; without, from its start.
+        up = (AgentState.RUNNING,) if self.spec.readiness else (AgentState.STARTING,
+                                                                 AgentState.RUNNING)
+        if (self.state not in up or self.pipeline is None
                 or self.stop_requested or self.memory_hit):
             return 0
         return max(0, self.spec.prefetch - self.held())
@@ -90,6 +94,25 @@ class WorkerAgent(LongLivedGroup):
         worker = min((w for w in self.wanted() if w.room() > 0), key=lambda w: w.held())
         self.running[task.id] = task
         worker.give(task)
+
+    def _stop_processes(self, interrupt: Interrupt) -> list[str]:
+        """Every task a stopped process holds is recorded by `interrupt` once it is gone."""
+        interrupted = []
+        for proc in self.procs:
+            if proc.pipeline is not None:
+                interrupted += proc.pipeline.interrupt_all(interrupt)
+            proc.stop_on_request()
+        return interrupted
+
+    def cancel(self, task_id: str, interrupt: Interrupt) -> bool:
+        """Stop the instance holding `task_id` and start it again (its state is unknown
+        after a task cut short): the task is recorded by `interrupt` once the process is
+        gone, and every other task that instance held goes back to inbox/ unused."""
+        for worker in self.procs:
+            if worker.pipeline is not None and worker.pipeline.cancel(task_id, interrupt):
+                worker.begin_stop(restart=True)
+                return True
+        return False
 
     def restart_instance(self, index: int) -> None:
         for worker in self.procs:

@@ -8,7 +8,6 @@ not cross hosts) no observer runs and the loop rescans every `poll` seconds.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 from collections.abc import Callable
@@ -25,6 +24,8 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 
+from ...protocol.waiting import deliver_moves_at_once
+
 _OVERFLOW_TEXT = "overflow"
 
 # The kernel events that can change what inbox/ holds: an entry appears (create,
@@ -35,24 +36,6 @@ _OVERFLOW_TEXT = "overflow"
 # would wake three watchdog threads and the loop for nothing.
 _EVENTS = [FileCreatedEvent, FileMovedEvent, FileModifiedEvent, FileClosedEvent,
            FileDeletedEvent]
-
-
-def _deliver_moves_at_once() -> None:
-    """Stop watchdog from holding events back behind a rename out of inbox/.
-
-    watchdog keeps each IN_MOVED_FROM for 0.5 s, hoping to pair it with its
-    IN_MOVED_TO, in a FIFO queue: every event that arrives meanwhile waits behind
-    it. Each claim renames a task out of inbox/, so a task dropped within half a
-    second of a claim waited up to 0.5 s to be seen. We need names, not paired
-    moves, so the pairing delay goes (the class attribute is read per instance,
-    at construction; watchdog < 5 calls the class InotifyBuffer).
-    """
-    for module, cls in (("watchdog.observers.inotify_move_event_grouper", "InotifyMoveEventGrouper"),
-                        ("watchdog.observers.inotify_buffer", "InotifyBuffer")):
-        try:
-            getattr(importlib.import_module(module), cls).delay = 0
-        except (ImportError, AttributeError, OSError):
-            continue
 
 
 class _Handler(FileSystemEventHandler):
@@ -86,12 +69,23 @@ class InboxWatcher:
         self.notify = notify
         self._observer: Observer | None = None
         self._spotter = _OverflowSpotter(notify)
+        self._also: list[tuple[Path, Callable[[str | None], None]]] = []
+
+    def also_watch(self, folder: Path, notify: Callable[[str | None], None]) -> None:
+        """Another folder on the same observer (the control folder), before `start`;
+        an overflow asks it for a rescan too."""
+        self._also.append((folder, notify))
+        inbox_notify = self._spotter.notify
+        self._spotter.notify = lambda name: (inbox_notify(name), notify(name))
 
     def start(self) -> None:
-        _deliver_moves_at_once()
+        deliver_moves_at_once()  # a claim renames out of inbox/: no 0.5 s hold behind it
         observer = Observer()
         observer.schedule(_Handler(self.notify), str(self.inbox), recursive=False,
                           event_filter=_EVENTS)
+        for folder, notify in self._also:
+            observer.schedule(_Handler(notify), str(folder), recursive=False,
+                              event_filter=_EVENTS)
         observer.daemon = True
         observer.start()
         logging.getLogger("watchdog").addHandler(self._spotter)

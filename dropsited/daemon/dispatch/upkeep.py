@@ -62,3 +62,10 @@ def sweep_temp_files(ds: DropSite, full: bool) -> None:
             log.info("recovery: %s", line)
     except (DropSiteError, OSError) as exc:
         log_limited("temps", f"cannot sweep temp files: {exc}")
+
+
+def at_shutdown(ctx: Context) -> None:
+    """The daemon's last word on tasks: a last try at outcomes the file system refused,
+    then every task this daemon still holds goes back to inbox/."""
+    record_parked(ctx)
+    release_own_tasks(ctx.ds, "daemon stopped")

@@ -3,6 +3,7 @@
 - spec.py: what a manifest says once read (frozen dataclasses: AgentSpec, Manifest);
 - yaml_nodes.py: reading YAML into nodes that keep line numbers, refusing bombs;
 - values.py: the value parsers (durations, sizes, signals, `${VAR}`, paths, names);
+- hook_values.py: the parsers of `on:` (event hooks: events, URLs, headers, filters);
 - schema.py: the table of keys and parsers, defaults merging and two-key rules.
 
 It imports the standard library, pyyaml and the protocol's name rule only, so
@@ -18,6 +19,7 @@ from .spec import (
     AgentSpec,
     Backoff,
     GiveUp,
+    HookSpec,
     LogSpec,
     Manifest,
     ManifestError,
@@ -33,6 +35,7 @@ __all__ = [
     "AgentSpec",
     "Backoff",
     "GiveUp",
+    "HookSpec",
     "LogSpec",
     "Manifest",
     "ManifestError",

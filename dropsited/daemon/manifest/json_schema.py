@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .schema import AGENT_FIELDS, REQUIRED, TOP_KEYS
+from .schema import AGENT_FIELDS, HOOKS, REQUIRED, RETENTION_FIELDS, SCHEDULE_FIELDS, TOP_KEYS
 from .values import parse_path
 
 DRAFT = "http://json-schema.org/draft-07/schema#"
@@ -38,5 +38,23 @@ def manifest_json_schema() -> dict[str, Any]:
             "defaults": defaults,
             "agents": {"type": "array", "minItems": 1, "items": agent,
                        "description": TOP_KEYS["agents"]},
+            "schedules": _schedules(),
+            "retention": {"anyOf": [_object(RETENTION_FIELDS, []), {"type": "null"}],
+                          "description": TOP_KEYS["retention"]},
+            "on": {**HOOKS.schema, "description": TOP_KEYS["on"]},
         },
     }
+
+
+def _object(fields: dict, required: list[str]) -> dict[str, Any]:
+    return {"type": "object", "required": required, "additionalProperties": False,
+            "properties": {k: dict(v.schema) for k, v in fields.items()}}
+
+
+def _schedules() -> dict[str, Any]:
+    """By name (the key is the name) or as a list of entries with `name:`."""
+    keyed = _object({k: v for k, v in SCHEDULE_FIELDS.items()}, ["task"])
+    listed = _object(SCHEDULE_FIELDS, ["name", "task"])
+    return {"anyOf": [{"type": "object", "additionalProperties": keyed},
+                      {"type": "array", "items": listed}, {"type": "null"}],
+            "description": TOP_KEYS["schedules"]}

@@ -5,6 +5,7 @@ the rules that involve two keys. This table is the one place that knows the YAML
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -12,7 +13,27 @@ from typing import Any
 
 import yaml
 
+from . import checks
+from .hook_values import (
+    MAX_RETRIES,
+    bounded_integer,
+    hook_list,
+    parse_headers,
+    parse_hook_name,
+    parse_url,
+    word_list,
+)
+from .sections import (
+    parse_bool,
+    parse_context,
+    parse_retention,
+    parse_schedules,
+    parse_title,
+    schedule_fields,
+)
 from .spec import (
+    HOOK_BODIES,
+    HOOK_EVENTS,
     INPUTS,
     MODES,
     RESTARTS,
@@ -72,6 +93,40 @@ LOG_FIELDS = {
     "backups": integer(0).doc("Rotated files kept (default 3)."),
 }
 
+RATE_FIELDS = {
+    "calls": integer(1).doc("Runs allowed per `per` seconds (default 60)."),
+    "per": seconds(0, strict=True).doc("The window, in seconds (default 60)."),
+}
+# One entry of `on:` (top level or per agent), docs/HOOKS.md.
+HOOK_FIELDS = {
+    "name": parse_hook_name.doc("Names the hook in logs and status (default: its place, "
+                                "on[0] or <agent>.on[0])."),
+    "events": word_list(HOOK_EVENTS, "an event").doc(
+        "Which events run the hook: " + ", ".join(HOOK_EVENTS) + "."),
+    "command": parse_command.doc("Run this (a list is exec'd, a string goes to /bin/sh -c); "
+                                 "the event is JSON on stdin and DROPSITED_* variables."),
+    "url": parse_url.doc("POST the event as JSON here; ${VAR} is expanded."),
+    "headers": parse_headers.doc("HTTP headers of a url hook; ${VAR} is expanded."),
+    "body": choice(HOOK_BODIES).doc("event: the event JSON (default); text: {\"text\": "
+                                    "summary}, as Slack-style incoming webhooks take."),
+    "env": parse_env.doc("Extra environment of a command hook; ${VAR} is expanded."),
+    "cwd": parse_path.doc("A command hook's working directory (default: the manifest's folder)."),
+    "timeout": seconds(0, strict=True).doc("Per run; a command is killed at it (default 10s)."),
+    "retries": bounded_integer(0, MAX_RETRIES).doc(
+        "Runs after a failed one (default 3 for url, 0 for command; at most 10)."),
+    "backoff": sub_mapping(BACKOFF_FIELDS, bare="initial").doc(
+        "Delay between retries: initial * factor**n, capped at max (default 1, 30, 2)."),
+    "rate": sub_mapping(RATE_FIELDS, bare="calls").doc(
+        "At most `calls` runs per `per` seconds (default 60 per 60); the rest are dropped "
+        "and counted."),
+    "tags": word_list(None, "a tag").doc("Only tasks with one of these tags."),
+    "agents": word_list(None, "an agent name").doc("Only events of these agents."),
+    "folders": word_list(("done", "failed", "feedback", "blocked", "inbox", "quarantine"),
+                         "a folder").doc("Only events whose task went to one of these folders "
+                                         "(a failed attempt that is retried: inbox)."),
+}
+HOOKS = hook_list(HOOK_FIELDS)
+
 # Every per-agent key, in the order documented; `defaults:` takes all but name and command.
 AGENT_FIELDS: dict[str, Value] = {
     "name": parse_name.doc("1-64 characters: letters, digits and _.@+-, starting with a "
@@ -112,8 +167,51 @@ AGENT_FIELDS: dict[str, Value] = {
         "Where the agent's output goes. A bare path sets file."),
     "description": parse_optional_text.doc("Free text, shown by status commands."),
     "role": parse_optional_text.doc("Free text."),
+    "on": HOOKS.doc("Event hooks for this agent's events (docs/HOOKS.md); in defaults: a "
+                    "copy for each agent that sets none."),
+    # readiness, health, start order, soft timeout: parsers and rules in checks.py
+    "ready": checks.parse_ready.doc(
+        "worker: 'line' waits for a {\"ready\": true} line on stdout before it takes tasks."),
+    "ready_check": checks.probe(1.0, 5.0, with_failures=False).doc(
+        "A command polled until it exits 0; only then is the agent RUNNING (until start_timeout)."),
+    "start_timeout": seconds(0, strict=True).doc(
+        "With ready or ready_check: not ready by then is a failed start (default 60)."),
+    "health_check": checks.probe(10.0, 5.0, with_failures=True).doc(
+        "worker, service: a command run every interval; `failures` fails in a row restart it."),
+    "after": checks.parse_after.doc(
+        "Agents that must be RUNNING before this one starts; it stops before them."),
+    "timeout_signal": checks.parse_optional_signal.doc(
+        "Signal sent timeout_grace before the timeout, to save partial work (default none)."),
+    "timeout_grace": seconds(0, strict=True, nullable=True).doc(
+        "Seconds before the timeout that timeout_signal is sent (default half the timeout, "
+        "at most 10)."),
 }
 AGENT_KEYS = tuple(AGENT_FIELDS)
+
+# `schedules:` (docs/MANIFEST.md "Schedules"): each entry, and the task it drops.
+TASK_FIELDS = {
+    "title": parse_title.doc("The task's title (required)."),
+    "from": parse_name.doc("created_by of the task (default dropsited)."),
+    "tags": parse_tags.doc("The task's tags (which agents take it)."),
+    "assign": parse_name.doc("Assign it to this agent only."),
+    "context": parse_context.doc("The task's context (its payload), a mapping."),
+    "priority": integer(1).doc("1 is highest (default 5)."),
+    "max_retries": integer(0).doc("Failed attempts retried (default 3)."),
+    "description": parse_optional_text.doc("Free text."),
+}
+SCHEDULE_FIELDS = schedule_fields(TASK_FIELDS, parse_name,
+                                  seconds(1, strict=False, nullable=False))
+# `retention:` (docs/MANIFEST.md "Retention"): what the daemon archives, and how fast.
+RETENTION_FIELDS = {
+    "done": seconds(0, strict=True, nullable=True).doc(
+        "Archive done/ tasks finished longer ago than this ('7d'); null: keep them."),
+    "failed": seconds(0, strict=True, nullable=True).doc(
+        "The same for failed/ ('30d'); null: keep them."),
+    "compress": parse_bool.doc("One gzip'ed JSON-lines file per day instead of one JSON "
+                               "file per task (default false)."),
+    "interval": seconds(1, strict=False).doc("How often the daemon looks (default 10m)."),
+    "rate": integer(1).doc("Files moved per second at most (default 200)."),
+}
 REQUIRED = ("name", "command")
 TOP_KEYS = {
     "workspace": "The workspace folder, relative to this file's folder (required unless "
@@ -121,6 +219,9 @@ TOP_KEYS = {
     "defaults": "Per-agent keys (all but name and command) for every agent that does not "
                 "set them.",
     "agents": "The agents, a non-empty list.",
+    "schedules": "Tasks dropped on a cron expression or an interval, by name.",
+    "retention": "Finished tasks the daemon moves to archive/ once they are old enough.",
+    "on": "Event hooks for every agent's events and the workspace's (docs/HOOKS.md).",
 }
 
 # A parsed key: its value (or BAD), the node it came from, and the key path to name in errors.
@@ -199,14 +300,19 @@ def _parse_root(
     workspace = _parse_workspace(ctx, root, top.get("workspace"), override)
     defaults = _parse_defaults(ctx, top.get("defaults"))
     agents = _parse_agents(ctx, root, top.get("agents"), defaults)
+    schedules = parse_schedules(ctx, top.get("schedules"), SCHEDULE_FIELDS)
+    retention = parse_retention(ctx, top.get("retention"), RETENTION_FIELDS)
+    hooks = () if "on" not in top else HOOKS(ctx, top["on"], "on")
     if ctx.errors or workspace is BAD:
         return None
+    hooks = tuple(dataclasses.replace(h, name=h.name or f"on[{i}]") for i, h in enumerate(hooks))
     raw = (
         plain_data(ctx, top["defaults"])
         if isinstance(top.get("defaults"), yaml.MappingNode)
         else None
     )
-    return Manifest(path, workspace, tuple(agents), raw)
+    return Manifest(path, workspace, tuple(agents), raw, schedules=schedules,
+                    retention=retention, on=hooks)
 
 
 def _parse_workspace(
@@ -247,6 +353,7 @@ def _parse_agents(
         return []
     agents: list[AgentSpec] = []
     names: dict[str, int] = {}
+    order: list[tuple[str, _Field | None]] = []
     for i, item in enumerate(node.value):
         path = f"agents[{i}]"
         if not isinstance(item, yaml.MappingNode):
@@ -262,6 +369,8 @@ def _parse_agents(
         spec = _build_agent(ctx, path, own, defaults)
         if spec is not None:
             agents.append(spec)
+            order.append((spec.name, own.get("after", defaults.get("after"))))
+    checks.check_order(ctx, order, set(names))
     return agents
 
 
@@ -300,6 +409,9 @@ def _build_agent(
         "give_up": GiveUp(**nested["give_up"]),
         "log": LogSpec(**nested["log"]),
         "cwd": get.get("cwd", ctx.base),
+        "on": tuple(dataclasses.replace(h, agent=get["name"], name=f"{get['name']}."
+                                        f"{h.name or f'on[{i}]'}")
+                    for i, h in enumerate(get.get("on", ()))),
     }
     spec = AgentSpec(**values)
     return spec if _cross_check(ctx, path, spec, fields) else None
@@ -339,6 +451,7 @@ def _cross_check(ctx: ParseContext, path: str, spec: AgentSpec, fields: dict[str
             where,
             f"max ({spec.backoff.max:g}) is less than initial ({spec.backoff.initial:g})",
         )
+    checks.cross_check(ctx, path, spec, fields, _origin)
     return len(ctx.errors) == before
 
 

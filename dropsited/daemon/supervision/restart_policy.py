@@ -135,6 +135,7 @@ def decide_after_exit(
     *,
     memory_limit_hit: bool = False,
     restart_requested: bool = False,
+    unhealthy: bool = False,
     backoff: Backoff = Backoff(),  # noqa: B008 - frozen, so sharing the default is safe
     rand: float = 0.0,
 ) -> Decision:
@@ -151,6 +152,9 @@ def decide_after_exit(
     5. otherwise BACKOFF, restarting after ``backoff_delay``.
 
     ``failures_in_window`` excludes this exit; record it when ``Decision.failed``.
+    ``unhealthy``: the daemon stopped it for its own fault (not ready by
+    ``start_timeout``, or its health check failed): like a memory-limit kill, a failure
+    that restarts by the policy and counts toward FATAL.
     A memory-limit kill is not a requested stop: pass ``stopping_requested=False`` and
     ``memory_limit_hit=True`` so it restarts and counts (pm2 #839).
     """
@@ -160,10 +164,10 @@ def decide_after_exit(
         return Decision(AgentState.STOPPED, True, 0.0, False, "stopped to restart")
     if stopping_requested:
         return Decision(AgentState.STOPPED, False, 0.0, False, "stopped on request")
-    failed = is_failure(exit_code, signal, ran_for, start_seconds, memory_limit_hit)
+    failed = is_failure(exit_code, signal, ran_for, start_seconds, memory_limit_hit) or unhealthy
     if exit_code == EX_CONFIG:
         return Decision(AgentState.FATAL, False, 0.0, True, "exit 78: configuration error")
-    clean = exit_code == 0 and signal is None and not memory_limit_hit
+    clean = exit_code == 0 and signal is None and not memory_limit_hit and not unhealthy
     if restart == "never" or (restart == "on-failure" and clean):
         return Decision(AgentState.EXITED, False, 0.0, failed, f"exited; restart={restart}")
     failures = failures_in_window + (1 if failed else 0)
