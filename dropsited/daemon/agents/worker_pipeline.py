@@ -257,7 +257,7 @@ class Pipeline:
             if sent is None:
                 shown = str(reply_id)[:80].encode("utf-8", "replace")
                 log_file.write(b"[reply for id " + shown + b", not a task in flight; ignored] "
-                               + line[:4096] + b"\n")
+                               b"(not the current task nor one held) " + line[:4096] + b"\n")
                 return
         else:
             sent = self.flight.take_oldest()
