@@ -38,7 +38,6 @@ from .events import (
     ProbeDone,
     Ready,
     ReapNow,
-    Replied,
     RestartInstance,
     Signal,
     SpawnFailed,
@@ -112,7 +111,6 @@ class Daemon:
             Finished: self._on_finished,
             SpawnFailed: lambda e: self.agents.on_spawn_failed(e),
             RestartInstance: lambda e: self.agents.on_restart_instance(e),
-            Replied: lambda _: None,  # the turn's claim round gives the worker its next task
             ControlRequest: lambda e: self.control.pick_up(e.name),
             Ready: lambda e: self.agents.on_ready(e),
             ProbeDone: lambda e: self.agents.on_probe(e),

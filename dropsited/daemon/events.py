@@ -31,14 +31,6 @@ class Finished:
 
 
 @dataclass(frozen=True)
-class Replied:
-    """A worker process answered (or gave back) a task: it has room, claim for it now.
-    The task's `Finished` follows once its outcome is stored (agents/recorder.py)."""
-
-    agent: str
-
-
-@dataclass(frozen=True)
 class SpawnFailed:
     """An exec agent's command could not start for this task (given back, unused)."""
 
@@ -97,5 +89,5 @@ class ProbeDone:
     detail: str = ""
 
 
-Event = (Hint | Finished | Replied | SpawnFailed | RestartInstance | ReapNow | Signal | ControlRequest
+Event = (Hint | Finished | SpawnFailed | RestartInstance | ReapNow | Signal | ControlRequest
          | Ready | ProbeDone)

@@ -127,21 +127,6 @@ def write_file(path: Path | str, data: bytes, durable: bool, dir_fd: int | None 
                mode: int = FILE_MODE) -> None:
     """Create `path` (which must not exist, nor be a link) with `data` and exactly `mode`
     whatever the umask; remove it again if anything fails."""
-    fd = create_file(path, data, dir_fd, mode)
-    if durable:
-        try:
-            os.fsync(fd)
-        except OSError as exc:
-            os.close(fd)
-            unlink_quietly(path, dir_fd)
-            raise StorageError(f"cannot write {path}: {exc.strerror}", exc.errno) from None
-    os.close(fd)
-
-
-def create_file(path: Path | str, data: bytes, dir_fd: int | None = None,
-                mode: int = FILE_MODE) -> int:
-    """write_file without the sync: the file's descriptor, still open, for a caller that
-    syncs many files together (group_commit.py); removed again if anything fails."""
     try:
         fd = os.open(path, OPEN_NEW, mode, dir_fd=dir_fd)
     except OSError as exc:
@@ -152,34 +137,13 @@ def create_file(path: Path | str, data: bytes, dir_fd: int | None = None,
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
+        if durable:
+            os.fsync(fd)
     except OSError as exc:
         os.close(fd)
         unlink_quietly(path, dir_fd)
         raise StorageError(f"cannot write {path}: {exc.strerror}", exc.errno) from None
-    return fd
-
-
-def _load_sync_file_range():
-    if not ON_LINUX:
-        return None
-    try:
-        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint]
-    fn.restype = ctypes.c_int
-    return fn
-
-
-_sync_file_range = _load_sync_file_range()
-_SYNC_FILE_RANGE_WRITE = 2
-
-
-def start_writeback(fd: int) -> None:
-    """Ask the kernel to start writing a file's data now, without waiting (Linux's
-    sync_file_range); elsewhere nothing, and the fsync that follows does it all."""
-    if _sync_file_range is not None:
-        _sync_file_range(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)
+    os.close(fd)
 
 
 def unlink_quietly(path: Path | str, dir_fd: int | None = None) -> None:

@@ -22,10 +22,6 @@ the task already there. A crash between 2 and 3 leaves the task only as the temp
 file of a dead writer; `recover_temp_files` promotes it. A crash between 1 and 2
 leaves a temp file whose task still exists elsewhere; recovery deletes it.
 
-In durable mode a thread may hold `group_commit()`: its moves then do step 1 only
-and share one sync of their files and one fsync per destination folder when the batch
-is flushed (group_commit.py, which owns the details); the guarantee is unchanged.
-
 A claim is one rename of `inbox/<id>.json` into active/ under a name that
 encodes the holder (see holder.py), so it needs no content write at all.
 
@@ -38,8 +34,7 @@ import contextlib
 import errno
 import os
 import stat
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,7 +56,6 @@ from .fs import (
     unlink_quietly,
     write_file,
 )
-from .group_commit import GroupCommit
 from .holder import SEP, Holder, parse_active_name
 from .mounts import on_network
 from .move_names import (
@@ -109,7 +103,6 @@ class TaskStore(StoreArchive, StoreRepair, WorkspaceFolders):
         self._links: bool | None = None  # hard links work here: probed once, on first need
         # On a file system other hosts may share, a move commits by a rename (see above).
         self.shared = on_network(self.root) if shared is None else shared
-        self._batches = threading.local()  # a thread's open group commit (group_commit.py)
         # Told of each entry moved to quarantine/ (its .reason record), from any thread:
         # the daemon's event hooks. It must return at once and never raise.
         self.on_quarantine: Callable[[dict], None] | None = None
@@ -255,10 +248,6 @@ class TaskStore(StoreArchive, StoreRepair, WorkspaceFolders):
                 self._lost(task.id, src_folder, src_name, held)
             raise DropSiteError(f"{self.path(dest_folder, final)}: another task with id "
                                 f"{task.id} is already there; {src_folder}/{src_name} is left as it is")
-        batch = getattr(self._batches, "open", None)
-        if batch is not None:  # steps 2 and 3 wait for the batch's one sync (group_commit.py)
-            batch.add(src_folder, src_name, dest_folder, task.id, data, held)
-            return self.path(dest_folder, final)
         tmp = self._write_temp(dest_folder, task.id, data)
         dest_fd = self.fd(dest_folder)
         try:
@@ -275,21 +264,6 @@ class TaskStore(StoreArchive, StoreRepair, WorkspaceFolders):
         if tombstone is not None:
             unlink_quietly(tombstone, self.fd(src_folder))
         return self.path(dest_folder, final)
-
-    @contextlib.contextmanager
-    def group_commit(self) -> Iterator[GroupCommit | None]:
-        """Moves this thread makes inside share one sync (durable mode; None in fast mode,
-        where there is no sync to share). The caller calls `flush()` and learns from it
-        which moves happened; moves never flushed are undone (their sources untouched)."""
-        if not self.durable:
-            yield None
-            return
-        batch = self._batches.open = GroupCommit(self)
-        try:
-            yield batch
-        finally:
-            self._batches.open = None
-            batch.abandon()
 
     def _commit(self, folder: str, name: str, task_id: str) -> str | None:
         """Take the source away, exclusively: the tombstone's name, None where the source

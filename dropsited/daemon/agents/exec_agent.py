@@ -21,9 +21,7 @@ from .agent_group import AgentGroup
 from .exec_ready import GATE_INDEX, ExecReadyGate
 from .exec_run import POLL_SLICE, Exited, Watch, communicate, outcome_of
 from .interrupt import Interrupt
-from .outcome import Kind, Outcome
-from .recorder import Recorder
-from .settle import Settled, release
+from .settle import Settled, release, settle
 
 # Claim ahead only for agents whose last task ran shorter than this (seconds): the
 # round trip it saves is 1-3 ms, worth having for tasks of a few ms and nothing for
@@ -57,7 +55,6 @@ class ExecAgent(AgentGroup):
         # that lowers concurrency, and tasks claimed ahead must not start extra ones.
         self._permits = threading.Condition()
         self._live = 0
-        self.recorder = Recorder(ctx, spec.name)
         # task id -> Interrupt: a control request stops that task's process (set by the
         # main thread, acted on and removed by the slot thread that runs the task).
         self.interrupts: dict[str, Interrupt] = {}
@@ -282,21 +279,20 @@ class ExecAgent(AgentGroup):
             self._give_permit()
 
     def _record(self, exited: Exited) -> None:
-        """Hand the outcome to the recorder, which moves the task where it sends it (in
-        durable mode sharing one sync with the other slots' outcomes), then tells the loop."""
+        """Move the task to where its outcome sends it, then tell the loop."""
         task = exited.task
-        if exited.killed:
-            self.recorder.release(task, "daemon stopping")
-            return
-        if exited.interrupt is not None:  # stopped or cancelled on request: by its Interrupt
-            self.recorder.interrupted(task, exited.interrupt)
-            return
         try:
-            outcome = outcome_of(exited, self.ctx.ds.store.max_task_bytes, self.spec.timeout)
+            if exited.killed:
+                settled, error = release(self.ctx.ds, task, "daemon stopping", self.name), ""
+            elif exited.interrupt is not None:
+                settled, error = exited.interrupt.settle(self.ctx, task, self.name), ""
+            else:
+                outcome = outcome_of(exited, self.ctx.ds.store.max_task_bytes, self.spec.timeout)
+                settled, error = settle(self.ctx, task, outcome, self.name), outcome.error
         except Exception as exc:  # never let a slot thread die silently
             log.exception("%s: recording %s failed", self.name, task.id)
-            outcome = Outcome(Kind.FAIL, error=f"the daemon could not record this task: {exc}")
-        self.recorder.record(task, outcome)
+            settled, error = Settled.ERROR, str(exc)
+        self.ctx.post(Finished(self.name, task.id, settled, error))
 
     @staticmethod
     def _kill_leftovers(child: Child) -> None:
@@ -390,7 +386,6 @@ class ExecAgent(AgentGroup):
     def close(self) -> None:
         for _ in range(self.slot_threads):
             self.queue.put(None)
-        self.recorder.close()
         super().close()
 
     def instances(self, now: float) -> list[dict]:

@@ -147,8 +147,6 @@ AGENT_FIELDS: dict[str, Value] = {
                                   "(default 1)."),
     "timeout": seconds(0, strict=True, nullable=True).doc(
         "Duration per task: seconds, or '250ms', '30s', '5m', '1h'; null: none (default)."),
-    "prefetch": integer(1).doc("worker mode: tasks one process holds at once, sent ahead "
-                               "of its replies, which are matched by id (default 1)."),
     "restart": choice(RESTARTS).doc("Default: always for worker and service, never for exec."),
     "start_seconds": seconds(0, strict=False).doc(
         "How long a process must stay up to count as started (default 1)."),
@@ -440,10 +438,6 @@ def _cross_check(ctx: ParseContext, path: str, spec: AgentSpec, fields: dict[str
             f"{path}.command",
             f"{{task_file}} is only filled in for mode 'exec', not {spec.mode!r}",
         )
-    if spec.prefetch != 1 and spec.mode != "worker":
-        node, where = _origin(fields["prefetch"], path, "prefetch")
-        ctx.error(node, where, f"prefetch only applies to mode 'worker' (this agent's mode "
-                  f"is {spec.mode!r})")
     if spec.backoff.max < spec.backoff.initial:
         node, where = _origin(fields["backoff"], path, "backoff")
         ctx.error(

@@ -158,7 +158,6 @@ class AgentSpec:
     tags: tuple[str, ...] | None = None
     concurrency: int = 1
     timeout: float | None = None
-    prefetch: int = 1
     restart: str = "never"
     start_seconds: float = 1.0
     backoff: Backoff = Backoff()
